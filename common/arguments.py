@@ -1,0 +1,59 @@
+"""Command-line helpers shared by train.py, inference.py and the model packages."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def str2bool(s: str | bool) -> bool:
+    """Parse a command-line boolean; unlike ``type=bool`` the string "False" is False."""
+    if isinstance(s, bool):
+        return s
+    value = str(s).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got {s!r}")
+
+
+def add_bool_flag(parser_or_group: Any, *names: str, default: bool = False,
+                  help: str | None = None, **kwargs: Any) -> argparse.Action:
+    """Add a flag usable as ``--flag``, ``--flag=True``, ``--flag False`` or ``--flag=false``.
+
+    The recipe's scripts pass both bare switches and ``--cudnn-benchmark=True``, so both must work.
+    """
+    return parser_or_group.add_argument(
+        *names, nargs="?", const=True, default=default, type=str2bool,
+        metavar="BOOL", help=help, **kwargs)
+
+
+def add_audio_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Audio/STFT flags of the recipe (names and defaults of reference-dle b.1)."""
+    group = parser.add_argument_group("audio parameters")
+    group.add_argument("--max-wav-value", default=32768.0, type=float,
+                       help="maximum audiowave value (int16 samples are divided by this)")
+    group.add_argument("--sampling-rate", default=22050, type=int,
+                       help="sampling rate; every wav must have it")
+    group.add_argument("--filter-length", default=1024, type=int, help="STFT size (n_fft)")
+    group.add_argument("--hop-length", default=256, type=int, help="STFT hop length")
+    group.add_argument("--win-length", default=1024, type=int, help="STFT window length")
+    group.add_argument("--mel-fmin", default=0.0, type=float, help="minimum mel frequency")
+    group.add_argument("--mel-fmax", default=8000.0, type=float, help="maximum mel frequency")
+    return group
+
+
+_AUDIO_KEYS = ("max_wav_value", "sampling_rate", "filter_length", "hop_length", "win_length",
+               "mel_fmin", "mel_fmax")
+
+
+def audio_config_from_args(args: argparse.Namespace) -> dict:
+    """The audio/mel parameters stored in checkpoints under ``'audio'``."""
+    config = {key: getattr(args, key) for key in _AUDIO_KEYS}
+    if getattr(args, "n_mel_channels", None) is not None:
+        config["n_mel_channels"] = args.n_mel_channels
+    return config

@@ -1,0 +1,54 @@
+"""Filelists: ``<relative path>|<transcript>`` lines (reference-dle c.6)."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from common.errors import FilelistError
+
+
+class FileEntry(NamedTuple):
+    """One filelist line: ``path`` already joined to the dataset path; ``line`` is 1-based."""
+    path: str
+    text: str
+    line: int
+    source: str
+    extra: tuple[str, ...] = ()  # fields after the transcript when n_fields > 2
+
+
+def load_filelist(filelist: str, dataset_path: str = "", n_fields: int = 2) -> list[FileEntry]:
+    """Read a UTF-8 filelist; blank lines are skipped, line ends never reach the transcript.
+
+    The text may be empty here; whether that is allowed is the dataset's decision.
+    """
+    try:
+        with open(filelist, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise FilelistError(f"{filelist}: filelist not found") from None
+    except OSError as err:
+        raise FilelistError(f"{filelist}: cannot read filelist ({err.strerror})") from None
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise FilelistError(f"{filelist}:{line}: not valid UTF-8 (byte {raw[err.start]:#04x})") from None
+
+    entries = []
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != n_fields:
+            hint = " (<path>|<transcript>)" if n_fields == 2 else ""
+            raise FilelistError(f"{filelist}:{number}: found {len(fields)} field(s) separated by "
+                                f"'|', expected {n_fields}{hint}")
+        path = fields[0]
+        if not path.strip():
+            raise FilelistError(f"{filelist}:{number}: empty path (expected <path>|<transcript>)")
+        text = fields[1] if n_fields >= 2 else ""
+        entries.append(FileEntry(os.path.join(dataset_path, path), text, number, filelist,
+                                 tuple(fields[2:])))
+    return entries

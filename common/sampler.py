@@ -1,0 +1,65 @@
+"""A shuffling sampler that is split over ranks and can restart in the middle of an epoch."""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler[int]):
+    """Epoch-seeded permutation of the dataset, split over `num_replicas` ranks.
+
+    The permutation depends only on (seed, epoch), never on the number of ranks, and a position
+    is counted in samples of the global order. So a run stopped after `consumed` samples resumes
+    on any number of processes by skipping exactly those samples: no example is seen twice or
+    skipped, which is what lets a checkpoint written on N processes continue on M.
+    """
+
+    def __init__(self, n_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 shuffle: bool = True, batch_size: int = 1, drop_last: bool = True):
+        self.n_samples = n_samples
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.seed = seed
+        self.shuffle = shuffle
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.consumed = 0
+
+    def set_epoch(self, epoch: int, consumed: int = 0) -> None:
+        """Select the epoch's permutation; `consumed` global samples of it are skipped."""
+        self.epoch = epoch
+        self.consumed = consumed
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n_samples))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n_samples, generator=generator).tolist()
+
+    def _indices(self) -> list[int]:
+        remaining = self._order()[self.consumed:]
+        global_batch = self.batch_size * self.num_replicas
+        if self.drop_last:
+            n_used = len(remaining) // global_batch * global_batch
+        else:
+            # Pad by wrapping so every rank gets the same number of samples (DDP needs equal steps).
+            n_used = math.ceil(len(remaining) / self.num_replicas) * self.num_replicas
+            remaining = (remaining * (n_used // max(len(remaining), 1) + 1))[:n_used] if remaining else []
+        return remaining[:n_used][self.rank::self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+    def batches_per_epoch(self) -> int:
+        """Optimizer steps in a whole epoch (from its start), the same on every rank."""
+        global_batch = self.batch_size * self.num_replicas
+        if self.drop_last:
+            return self.n_samples // global_batch
+        return math.ceil(math.ceil(self.n_samples / self.num_replicas) / self.batch_size)

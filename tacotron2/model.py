@@ -1,0 +1,342 @@
+"""Tacotron 2 (NVIDIA DeepLearningExamples variant): dropout instead of zoneout, location-sensitive attention.
+
+Module names and registration order reproduce NVIDIA's state dict (84 entries), so their checkpoints
+load unchanged. The decoder loop is written for speed on GPUs: everything that does not depend on the
+previous step (prenet of the teacher-forced frames, memory projection, the merged location filters,
+the mel/gate projections of training) runs once outside the loop, and nothing in the loop reads a
+value back to the host.
+"""
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tacotron2.layers import ConvNorm, LinearNorm
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """Bool mask [B, max_len], True on real (unpadded) positions; no host sync."""
+    return torch.arange(max_len, device=lengths.device) < lengths.unsqueeze(1)
+
+
+class Prenet(nn.Module):
+    """Two ReLU layers whose dropout (0.5) stays on in eval mode too, as the Tacotron 2 paper asks."""
+
+    def __init__(self, in_dim: int, sizes: list[int]):
+        super().__init__()
+        in_sizes = [in_dim] + sizes[:-1]
+        self.layers = nn.ModuleList(
+            LinearNorm(n_in, n_out, bias=False) for n_in, n_out in zip(in_sizes, sizes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for linear in self.layers:
+            x = F.dropout(F.relu(linear(x)), p=0.5, training=True)
+        return x
+
+
+class LocationLayer(nn.Module):
+    """Convolution over [previous; cumulative] attention weights followed by a dense projection."""
+
+    def __init__(self, n_filters: int, kernel_size: int, attention_dim: int):
+        super().__init__()
+        self.location_conv = ConvNorm(2, n_filters, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+        self.location_dense = LinearNorm(n_filters, attention_dim, bias=False, w_init_gain="tanh")
+
+    def merged_weight(self) -> Tensor:
+        """Conv and dense are both linear and bias-free, so they merge into one conv 2 -> attention_dim.
+
+        Computing this once per utterance batch saves a matmul and a transpose in every decoder step.
+        """
+        conv_w = self.location_conv.conv.weight  # [F, 2, K]
+        dense_w = self.location_dense.linear_layer.weight  # [D, F]
+        return (dense_w @ conv_w.flatten(1)).view(dense_w.size(0), conv_w.size(1), conv_w.size(2))
+
+    def forward(self, weights_cat: Tensor, merged_weight: Tensor | None = None) -> Tensor:
+        """weights_cat [B, 2, N] -> location features [B, N, attention_dim]."""
+        weight = self.merged_weight() if merged_weight is None else merged_weight
+        padding = self.location_conv.conv.padding
+        return F.conv1d(weights_cat.to(weight.dtype), weight, padding=padding).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Location-sensitive additive attention; energies and softmax are kept in float32."""
+
+    def __init__(self, attention_rnn_dim: int, embedding_dim: int, attention_dim: int,
+                 attention_location_n_filters: int, attention_location_kernel_size: int):
+        super().__init__()
+        self.query_layer = LinearNorm(attention_rnn_dim, attention_dim, bias=False, w_init_gain="tanh")
+        self.memory_layer = LinearNorm(embedding_dim, attention_dim, bias=False, w_init_gain="tanh")
+        self.v = LinearNorm(attention_dim, 1, bias=False)
+        self.location_layer = LocationLayer(
+            attention_location_n_filters, attention_location_kernel_size, attention_dim
+        )
+
+    def forward(self, query: Tensor, memory: Tensor, processed_memory: Tensor, weights_cat: Tensor,
+                pad_mask: Tensor, location_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Returns (context [B, embedding_dim], weights [B, N] float32)."""
+        processed_query = self.query_layer(query).unsqueeze(1)
+        location = self.location_layer(weights_cat, location_weight)
+        energies = self.v(torch.tanh(processed_memory + location + processed_query)).squeeze(-1)
+        # float32 before masking: -inf and the softmax sum must not live in fp16/bf16
+        energies = energies.float().masked_fill(pad_mask, float("-inf"))
+        weights = torch.softmax(energies, dim=1)
+        context = torch.bmm(weights.unsqueeze(1).to(memory.dtype), memory).squeeze(1)
+        return context, weights
+
+
+class Encoder(nn.Module):
+    """3 x (conv, batch norm, ReLU, dropout) then a bidirectional LSTM over the unpadded tokens."""
+
+    def __init__(self, encoder_n_convolutions: int, encoder_embedding_dim: int, encoder_kernel_size: int):
+        super().__init__()
+        dim = encoder_embedding_dim
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(
+                ConvNorm(dim, dim, encoder_kernel_size, padding=(encoder_kernel_size - 1) // 2,
+                         w_init_gain="relu"),
+                nn.BatchNorm1d(dim),
+            )
+            for _ in range(encoder_n_convolutions)
+        )
+        self.lstm = nn.LSTM(dim, dim // 2, num_layers=1, batch_first=True, bidirectional=True)
+
+    def forward(self, x: Tensor, input_lengths: Tensor) -> Tensor:
+        """x [B, dim, N] -> memory [B, N, dim]; any length order (outputs keep the batch order)."""
+        for conv in self.convolutions:
+            x = F.dropout(F.relu(conv(x)), 0.5, self.training)
+        x = x.transpose(1, 2)
+        # pack_padded_sequence wants CPU lengths: the one host sync of the forward, outside the loop
+        packed = pack_padded_sequence(x, input_lengths.cpu().long(), batch_first=True, enforce_sorted=False)
+        self.lstm.flatten_parameters()
+        outputs, _ = self.lstm(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=x.size(1))
+        return outputs
+
+
+class DecoderState(NamedTuple):
+    attention_hidden: Tensor
+    attention_cell: Tensor
+    decoder_hidden: Tensor
+    decoder_cell: Tensor
+    attention_weights: Tensor  # float32
+    attention_weights_cum: Tensor  # float32
+    attention_context: Tensor
+
+
+class Decoder(nn.Module):
+    """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> mel frame + gate."""
+
+    def __init__(self, n_mel_channels: int, n_frames_per_step: int, encoder_embedding_dim: int,
+                 attention_dim: int, attention_location_n_filters: int,
+                 attention_location_kernel_size: int, attention_rnn_dim: int, decoder_rnn_dim: int,
+                 prenet_dim: int, max_decoder_steps: int, gate_threshold: float,
+                 p_attention_dropout: float, p_decoder_dropout: float, early_stopping: bool):
+        super().__init__()
+        self.n_mel_channels = n_mel_channels
+        self.max_decoder_steps = max_decoder_steps
+        self.gate_threshold = gate_threshold
+        self.p_attention_dropout = p_attention_dropout
+        self.p_decoder_dropout = p_decoder_dropout
+        self.early_stopping = early_stopping
+        # infer() asks the device "all stopped?" only every this many steps (each ask is a host sync)
+        self.gate_check_interval = 8
+
+        self.prenet = Prenet(n_mel_channels * n_frames_per_step, [prenet_dim, prenet_dim])
+        self.attention_rnn = nn.LSTMCell(prenet_dim + encoder_embedding_dim, attention_rnn_dim)
+        self.attention_layer = Attention(attention_rnn_dim, encoder_embedding_dim, attention_dim,
+                                         attention_location_n_filters, attention_location_kernel_size)
+        self.decoder_rnn = nn.LSTMCell(attention_rnn_dim + encoder_embedding_dim, decoder_rnn_dim)
+        self.linear_projection = LinearNorm(decoder_rnn_dim + encoder_embedding_dim,
+                                            n_mel_channels * n_frames_per_step)
+        self.gate_layer = LinearNorm(decoder_rnn_dim + encoder_embedding_dim, 1, w_init_gain="sigmoid")
+
+    def initial_state(self, memory: Tensor) -> DecoderState:
+        batch, n_tokens, _ = memory.shape
+        att_h = memory.new_zeros(batch, self.attention_rnn.hidden_size)
+        dec_h = memory.new_zeros(batch, self.decoder_rnn.hidden_size)
+        weights = torch.zeros(batch, n_tokens, device=memory.device, dtype=torch.float32)
+        return DecoderState(att_h, torch.zeros_like(att_h), dec_h, torch.zeros_like(dec_h),
+                            weights, torch.zeros_like(weights), memory.new_zeros(batch, memory.size(2)))
+
+    def step(self, prenet_frame: Tensor, state: DecoderState, memory: Tensor, processed_memory: Tensor,
+             location_weight: Tensor, pad_mask: Tensor) -> DecoderState:
+        """One decoder step; the mel/gate projections are left to the caller."""
+        att_h, att_c = self.attention_rnn(torch.cat((prenet_frame, state.attention_context), -1),
+                                          (state.attention_hidden, state.attention_cell))
+        att_h = F.dropout(att_h, self.p_attention_dropout, self.training)
+        weights_cat = torch.stack((state.attention_weights, state.attention_weights_cum), dim=1)
+        context, weights = self.attention_layer(att_h, memory, processed_memory, weights_cat,
+                                                pad_mask, location_weight)
+        dec_h, dec_c = self.decoder_rnn(torch.cat((att_h, context), -1),
+                                        (state.decoder_hidden, state.decoder_cell))
+        dec_h = F.dropout(dec_h, self.p_decoder_dropout, self.training)
+        return DecoderState(att_h, att_c, dec_h, dec_c, weights,
+                            state.attention_weights_cum + weights, context)
+
+    def _prepare(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
+        processed_memory = self.attention_layer.memory_layer(memory)
+        location_weight = self.attention_layer.location_layer.merged_weight()
+        return pad_mask, processed_memory, location_weight
+
+    def forward(self, memory: Tensor, mels: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Teacher forcing: mels [B, 80, T] -> (mel_outputs [B, 80, T], gate [B, T], alignments [B, T, N])."""
+        pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
+        go_frame = mels.new_zeros(mels.size(0), mels.size(1), 1)
+        previous_frames = torch.cat((go_frame, mels[:, :, :-1]), dim=2).permute(2, 0, 1)  # [T, B, 80]
+        prenet_frames = self.prenet(previous_frames)
+
+        state = self.initial_state(memory)
+        hiddens, contexts, alignments = [], [], []
+        for prenet_frame in prenet_frames:
+            state = self.step(prenet_frame, state, memory, processed_memory, location_weight, pad_mask)
+            hiddens.append(state.decoder_hidden)
+            contexts.append(state.attention_context)
+            alignments.append(state.attention_weights)
+
+        projection_input = torch.cat((torch.stack(hiddens), torch.stack(contexts)), dim=-1)  # [T, B, H+E]
+        mel_outputs = self.linear_projection(projection_input).permute(1, 2, 0)
+        gate_outputs = self.gate_layer(projection_input).squeeze(-1).transpose(0, 1)
+        return mel_outputs, gate_outputs, torch.stack(alignments, dim=1)
+
+    def infer(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Free running: -> (mel_outputs [B, 80, T], mel_lengths [B] long, alignments [B, T, N]).
+
+        An utterance's length counts its frames up to and including the first whose
+        sigmoid(gate) > gate_threshold (the frame the gate target marks as last in training).
+        """
+        batch = memory.size(0)
+        pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
+        state = self.initial_state(memory)
+        frame = memory.new_zeros(batch, self.n_mel_channels)
+        not_finished = torch.ones(batch, dtype=torch.bool, device=memory.device)
+        mel_lengths = torch.zeros(batch, dtype=torch.long, device=memory.device)
+        mels, alignments = [], []
+        for step in range(1, self.max_decoder_steps + 1):
+            state = self.step(self.prenet(frame), state, memory, processed_memory, location_weight, pad_mask)
+            projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
+            frame = self.linear_projection(projection_input)
+            gate = self.gate_layer(projection_input).squeeze(1)
+            mels.append(frame)
+            alignments.append(state.attention_weights)
+            mel_lengths += not_finished
+            not_finished &= torch.sigmoid(gate.float()) <= self.gate_threshold
+            if (self.early_stopping and step % self.gate_check_interval == 0
+                    and not bool(not_finished.any())):
+                break
+
+        n_unfinished = int(not_finished.sum())
+        if n_unfinished:
+            warnings.warn(f"Reached max decoder steps ({self.max_decoder_steps}) before {n_unfinished} "
+                          f"of {batch} utterance(s) predicted a stop; their mels are cut off",
+                          stacklevel=2)
+        mel_outputs = torch.stack(mels, dim=2)
+        alignments = torch.stack(alignments, dim=1)
+        if self.early_stopping:
+            # frames decoded after the last stop but before the next check are dropped
+            n_frames = int(mel_lengths.max())
+            mel_outputs, alignments = mel_outputs[:, :, :n_frames], alignments[:, :n_frames]
+        return mel_outputs, mel_lengths, alignments
+
+
+class Postnet(nn.Module):
+    """5 convolutions predicting a residual that refines the decoder's mel frames."""
+
+    def __init__(self, n_mel_channels: int, postnet_embedding_dim: int, postnet_kernel_size: int,
+                 postnet_n_convolutions: int):
+        super().__init__()
+        padding = (postnet_kernel_size - 1) // 2
+        layers = []
+        for i in range(postnet_n_convolutions):
+            last = i == postnet_n_convolutions - 1
+            in_dim = n_mel_channels if i == 0 else postnet_embedding_dim
+            out_dim = n_mel_channels if last else postnet_embedding_dim
+            layers.append(nn.Sequential(
+                ConvNorm(in_dim, out_dim, postnet_kernel_size, padding=padding,
+                         w_init_gain="linear" if last else "tanh"),
+                nn.BatchNorm1d(out_dim),
+            ))
+        self.convolutions = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        last = len(self.convolutions) - 1
+        for i, conv in enumerate(self.convolutions):
+            x = conv(x)
+            if i < last:
+                x = torch.tanh(x)
+            x = F.dropout(x, 0.5, self.training)
+        return x
+
+
+class Tacotron2(nn.Module):
+    """Text ids -> mel spectrogram. Constructor kwargs are the recipe's config dict keys (reference c.1)."""
+
+    def __init__(self, mask_padding: bool = False, n_mel_channels: int = 80, n_symbols: int = 148,
+                 symbols_embedding_dim: int = 512, encoder_kernel_size: int = 5,
+                 encoder_n_convolutions: int = 3, encoder_embedding_dim: int = 512,
+                 attention_rnn_dim: int = 1024, attention_dim: int = 128,
+                 attention_location_n_filters: int = 32, attention_location_kernel_size: int = 31,
+                 n_frames_per_step: int = 1, decoder_rnn_dim: int = 1024, prenet_dim: int = 256,
+                 max_decoder_steps: int = 2000, gate_threshold: float = 0.5,
+                 p_attention_dropout: float = 0.1, p_decoder_dropout: float = 0.1,
+                 postnet_embedding_dim: int = 512, postnet_kernel_size: int = 5,
+                 postnet_n_convolutions: int = 5, decoder_no_early_stopping: bool = False,
+                 uniform_initialize_bn_weight: bool = True):
+        super().__init__()
+        if n_frames_per_step != 1:
+            raise ValueError(f"n_frames_per_step={n_frames_per_step}: only 1 is supported (as in the recipe)")
+        if symbols_embedding_dim != encoder_embedding_dim:
+            raise ValueError(f"symbols_embedding_dim ({symbols_embedding_dim}) must equal "
+                             f"encoder_embedding_dim ({encoder_embedding_dim})")
+        self.mask_padding = mask_padding
+        self.n_mel_channels = n_mel_channels
+        self.n_frames_per_step = n_frames_per_step
+
+        self.embedding = nn.Embedding(n_symbols, symbols_embedding_dim)
+        bound = math.sqrt(3.0) * math.sqrt(2.0 / (n_symbols + symbols_embedding_dim))
+        nn.init.uniform_(self.embedding.weight, -bound, bound)
+        self.encoder = Encoder(encoder_n_convolutions, encoder_embedding_dim, encoder_kernel_size)
+        self.decoder = Decoder(
+            n_mel_channels, n_frames_per_step, encoder_embedding_dim, attention_dim,
+            attention_location_n_filters, attention_location_kernel_size, attention_rnn_dim,
+            decoder_rnn_dim, prenet_dim, max_decoder_steps, gate_threshold, p_attention_dropout,
+            p_decoder_dropout, early_stopping=not decoder_no_early_stopping,
+        )
+        self.postnet = Postnet(n_mel_channels, postnet_embedding_dim, postnet_kernel_size,
+                               postnet_n_convolutions)
+        if uniform_initialize_bn_weight:
+            # PyTorch < 1.2 drew BatchNorm weights from U(0, 1); the recipe restores that init
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+                    nn.init.uniform_(module.weight, 0.0, 1.0)
+
+    def _encode(self, text: Tensor, input_lengths: Tensor) -> Tensor:
+        return self.encoder(self.embedding(text).transpose(1, 2), input_lengths)
+
+    def forward(self, inputs: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """inputs = (text_padded, input_lengths, mel_padded, max_len, output_lengths) ->
+        (mel_outputs [B,80,T], mel_outputs_postnet [B,80,T], gate_outputs [B,T], alignments [B,T,N])."""
+        text, input_lengths, mels, _max_len, output_lengths = inputs
+        memory = self._encode(text, input_lengths)
+        mel_outputs, gate_outputs, alignments = self.decoder(memory, mels, input_lengths)
+        mel_outputs_postnet = mel_outputs + self.postnet(mel_outputs)
+        if self.mask_padding:
+            padded = ~lengths_to_mask(output_lengths, mel_outputs.size(2))
+            mel_outputs = mel_outputs.masked_fill(padded.unsqueeze(1), 0.0)
+            mel_outputs_postnet = mel_outputs_postnet.masked_fill(padded.unsqueeze(1), 0.0)
+            gate_outputs = gate_outputs.masked_fill(padded, 1e3)  # sigmoid -> 1: "stopped"
+        return mel_outputs, mel_outputs_postnet, gate_outputs, alignments
+
+    @torch.no_grad()
+    def infer(self, text: Tensor, input_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Batched synthesis in the caller's order ->
+        (mel_outputs_postnet [B,80,T], mel_lengths [B] long, alignments [B,T,N])."""
+        memory = self._encode(text, input_lengths)
+        mel_outputs, mel_lengths, alignments = self.decoder.infer(memory, input_lengths)
+        mel_outputs_postnet = mel_outputs + self.postnet(mel_outputs)
+        return mel_outputs_postnet, mel_lengths, alignments

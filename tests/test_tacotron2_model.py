@@ -1,0 +1,334 @@
+"""Tacotron 2 model, loss and flags: reference state dict, step-by-step parity, masking, batched
+inference with per-utterance stopping, mixed precision, checkpoint prefixes, and a real overfit."""
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tacotron2
+from tacotron2.arguments import CONFIG_KEYS
+from tacotron2.data import TextMelCollate, batch_to_device
+from tacotron2.loss import Tacotron2Loss
+from tacotron2.model import Tacotron2
+
+REFERENCE_STATE_DICT = Path("/work/shared/reference/tacotron2_state_dict.txt")
+
+SMALL = dict(symbols_embedding_dim=32, encoder_embedding_dim=32, attention_rnn_dim=48, attention_dim=16,
+             attention_location_n_filters=4, attention_location_kernel_size=7, decoder_rnn_dim=48,
+             prenet_dim=24, postnet_embedding_dim=32, n_mel_channels=20, max_decoder_steps=40)
+
+
+def small_model(**overrides) -> Tacotron2:
+    torch.manual_seed(0)
+    return Tacotron2(**{**SMALL, **overrides})
+
+
+def make_batch(text_lengths, mel_lengths, n_mel=20, seed=1):
+    """Collated batch of random items (sorted by the collate, as in training)."""
+    gen = torch.Generator().manual_seed(seed)
+    items = [(torch.randint(1, 148, (n,), generator=gen), torch.randn(n_mel, t, generator=gen))
+             for n, t in zip(text_lengths, mel_lengths)]
+    return TextMelCollate()(items)
+
+
+def without_prenet_dropout(model: Tacotron2) -> Tacotron2:
+    """The prenet's dropout is on even in eval mode; tests comparing two runs switch it off."""
+    layers = model.decoder.prenet.layers
+
+    def forward(x):
+        for linear in layers:
+            x = F.relu(linear(x))
+        return x
+
+    model.decoder.prenet.forward = forward
+    return model
+
+
+def scripted_gate(model: Tacotron2, stop_steps: list[int]) -> None:
+    """Make row b's gate fire from decoder step stop_steps[b] (1-based) on."""
+    stop = torch.tensor(stop_steps)
+    calls = {"n": 0}
+
+    def hook(module, inputs, output):
+        calls["n"] += 1
+        return torch.where(calls["n"] >= stop, 10.0, -10.0).unsqueeze(1).to(output.dtype)
+
+    model.decoder.gate_layer.register_forward_hook(hook)
+
+
+# --- structure -------------------------------------------------------------------------------
+
+def test_state_dict_matches_nvidia_reference():
+    expected = [line.rstrip("\n").split("\t") for line in REFERENCE_STATE_DICT.read_text().splitlines(True)
+                if not line.startswith("#")]
+    model = Tacotron2()
+    got = [[name, str(list(t.shape))] for name, t in model.state_dict().items()]
+    assert len(got) == 84
+    assert got == expected
+    assert sum(p.numel() for p in model.parameters()) == 28_193_153
+
+
+def test_initialisation_follows_recipe():
+    model = small_model()
+    bn_weights = torch.cat([m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)])
+    assert 0.0 <= bn_weights.min() and bn_weights.max() < 1.0 and bn_weights.std() > 0.1
+    plain = small_model(uniform_initialize_bn_weight=False)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight))
+               for m in plain.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    bound = (3 ** 0.5) * (2 / (148 + 32)) ** 0.5
+    assert model.embedding.weight.abs().max() <= bound
+    assert model.embedding.weight.abs().max() > 0.9 * bound
+
+
+def test_prenet_dropout_stays_on_in_eval():
+    model = small_model().eval()
+    x = torch.randn(4, 20)
+    assert not torch.equal(model.decoder.prenet(x), model.decoder.prenet(x))
+
+
+# --- teacher-forced forward --------------------------------------------------------------------
+
+def test_forward_shapes_and_loss():
+    model = small_model()
+    inputs, targets, counts = batch_to_device(make_batch([5, 9, 3], [7, 12, 4]), "cpu")
+    mel, mel_postnet, gate, alignments = model(inputs)
+    assert mel.shape == mel_postnet.shape == (3, 20, 12)
+    assert gate.shape == (3, 12)
+    assert alignments.shape == (3, 12, 9)
+    # attention weights are a distribution over each utterance's own tokens only
+    torch.testing.assert_close(alignments.sum(-1), torch.ones(3, 12))
+    assert alignments[1, :, 5:].abs().max() == 0  # sorted order: row 1 has 5 tokens
+    loss, terms = Tacotron2Loss()((mel, mel_postnet, gate, alignments), targets)
+    expected = (F.mse_loss(mel, targets[0]) + F.mse_loss(mel_postnet, targets[0])
+                + F.binary_cross_entropy_with_logits(gate, targets[1]))
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(terms["mel_loss"] + terms["gate_loss"], loss.detach())
+    assert not terms["mel_loss"].requires_grad
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def reference_teacher_forced(model: Tacotron2, text, lengths, mels):
+    """Step-by-step decoder written straight from reference-dle c.1 (unmerged location layer,
+    projections inside the loop), as an independent check of the fast path."""
+    dec, att = model.decoder, model.decoder.attention_layer
+    memory = model.encoder(model.embedding(text).transpose(1, 2), lengths)
+    batch, n_tokens, _ = memory.shape
+    padded = torch.arange(n_tokens)[None] >= lengths[:, None]
+    att_h = att_c = torch.zeros(batch, dec.attention_rnn.hidden_size)
+    dec_h = dec_c = torch.zeros(batch, dec.decoder_rnn.hidden_size)
+    weights = weights_cum = torch.zeros(batch, n_tokens)
+    context = torch.zeros(batch, memory.size(2))
+    processed_memory = att.memory_layer(memory)
+    frame = torch.zeros(batch, mels.size(1))
+    outs, gates, aligns = [], [], []
+    for t in range(mels.size(2)):
+        att_h, att_c = dec.attention_rnn(torch.cat((dec.prenet(frame), context), -1), (att_h, att_c))
+        loc = att.location_layer
+        location = loc.location_dense(loc.location_conv(torch.stack((weights, weights_cum), 1)).transpose(1, 2))
+        energies = att.v(torch.tanh(att.query_layer(att_h)[:, None] + location + processed_memory)).squeeze(-1)
+        weights = torch.softmax(energies.masked_fill(padded, float("-inf")), dim=1)
+        context = torch.bmm(weights[:, None], memory)[:, 0]
+        weights_cum = weights_cum + weights
+        dec_h, dec_c = dec.decoder_rnn(torch.cat((att_h, context), -1), (dec_h, dec_c))
+        hidden_context = torch.cat((dec_h, context), -1)
+        outs.append(dec.linear_projection(hidden_context))
+        gates.append(dec.gate_layer(hidden_context)[:, 0])
+        aligns.append(weights)
+        frame = mels[:, :, t]
+    mel = torch.stack(outs, 2)
+    return mel, mel + model.postnet(mel), torch.stack(gates, 1), torch.stack(aligns, 1)
+
+
+def test_forward_matches_step_by_step_reference():
+    model = without_prenet_dropout(small_model()).eval()
+    inputs, _, _ = batch_to_device(make_batch([6, 11, 4], [9, 14, 5]), "cpu")
+    with torch.no_grad():
+        fast = model(inputs)
+        slow = reference_teacher_forced(model, inputs[0], inputs[1], inputs[2])
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_order_does_not_change_an_utterance():
+    # (padding width does: like NVIDIA's, the encoder convolutions see the pad embeddings)
+    model = without_prenet_dropout(small_model()).eval()
+    text, lengths, mels, max_len, out_lengths = batch_to_device(make_batch([6, 11, 4], [9, 14, 5]), "cpu")[0]
+    order = torch.tensor([2, 0, 1])  # unsorted lengths: the packed encoder must cope
+    with torch.no_grad():
+        in_order = model((text, lengths, mels, max_len, out_lengths))
+        shuffled = model((text[order], lengths[order], mels[order], max_len, out_lengths[order]))
+    for a, b in zip(in_order, shuffled):
+        torch.testing.assert_close(a[order], b, rtol=1e-4, atol=1e-5)
+
+
+def test_mask_padding_masks_padded_frames_only():
+    inputs, _, _ = batch_to_device(make_batch([5, 9, 3], [7, 12, 4]), "cpu")
+    out_lengths = inputs[4]
+    masked = small_model(mask_padding=True)(inputs)
+    unmasked = small_model(mask_padding=False)(inputs)
+    padded = torch.arange(12)[None] >= out_lengths[:, None]
+    for tensor in masked[:2]:
+        assert tensor.transpose(1, 2)[padded].abs().max() == 0
+    assert torch.all(masked[2][padded] == 1e3)
+    assert torch.all(unmasked[2][padded] != 1e3)
+    real = ~padded
+    torch.testing.assert_close(masked[2][real], unmasked[2][real])  # same seed: same weights
+
+
+def test_autocast_bfloat16_keeps_attention_in_float32():
+    model = small_model()
+    inputs, targets, _ = batch_to_device(make_batch([5, 9, 3], [7, 12, 4]), "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(inputs)
+        loss, _ = Tacotron2Loss()(outputs, targets)
+    assert outputs[0].dtype == torch.bfloat16
+    assert outputs[3].dtype == torch.float32
+    torch.testing.assert_close(outputs[3].sum(-1), torch.ones(3, 12))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# --- inference -------------------------------------------------------------------------------
+
+def test_infer_stops_each_utterance_on_its_own_gate_in_caller_order():
+    text_lengths, stops = [4, 11, 7], [5, 2, 11]  # unsorted on purpose
+    gen = torch.Generator().manual_seed(3)
+    text = torch.zeros(3, 11, dtype=torch.long)
+    for row, n in enumerate(text_lengths):
+        text[row, :n] = torch.randint(1, 148, (n,), generator=gen)
+    model = without_prenet_dropout(small_model()).eval()
+    scripted_gate(model, stops)
+    mel, mel_lengths, alignments = model.infer(text, torch.tensor(text_lengths))
+    assert mel_lengths.tolist() == stops  # the stop frame itself is counted
+    assert mel_lengths.dtype == torch.long
+    assert mel.shape == (3, 20, 11) and alignments.shape == (3, 11, 11)
+    for row, n in enumerate(text_lengths):  # each row attends to its own tokens only
+        assert alignments[row, :, n:].abs().max() == 0 and alignments[row, :, n - 1].max() > 0
+
+    # the same utterances in another order come back in that order
+    order = [1, 2, 0]
+    other = without_prenet_dropout(small_model()).eval()
+    scripted_gate(other, [stops[i] for i in order])
+    mel_o, mel_lengths_o, alignments_o = other.infer(text[order], torch.tensor(text_lengths)[order])
+    assert mel_lengths_o.tolist() == [stops[i] for i in order]
+    torch.testing.assert_close(mel_o, mel[order], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(alignments_o, alignments[order], rtol=1e-4, atol=1e-5)
+
+
+def test_infer_warns_at_max_decoder_steps():
+    model = small_model(max_decoder_steps=6).eval()
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.weight.zero_()
+        model.decoder.gate_layer.linear_layer.bias.fill_(-20.0)  # never stops
+    with pytest.warns(UserWarning, match=r"Reached max decoder steps \(6\)"):
+        mel, mel_lengths, _ = model.infer(torch.randint(1, 148, (2, 5)), torch.tensor([5, 3]))
+    assert mel.shape == (2, 20, 6) and mel_lengths.tolist() == [6, 6]
+
+
+def test_infer_with_firing_gate_gives_one_frame_and_no_warning():
+    model = small_model().eval()
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.weight.zero_()
+        model.decoder.gate_layer.linear_layer.bias.fill_(20.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mel, mel_lengths, alignments = model.infer(torch.randint(1, 148, (2, 5)), torch.tensor([5, 3]))
+    assert mel_lengths.tolist() == [1, 1] and mel.shape == (2, 20, 1) and alignments.shape == (2, 1, 5)
+
+
+def test_no_early_stopping_decodes_max_steps():
+    model = small_model(max_decoder_steps=10, decoder_no_early_stopping=True).eval()
+    scripted_gate(model, [3, 4])
+    mel, mel_lengths, _ = model.infer(torch.randint(1, 148, (2, 5)), torch.tensor([5, 5]))
+    assert mel.shape == (2, 20, 10) and mel_lengths.tolist() == [3, 4]
+
+
+# --- checkpoints and flags ---------------------------------------------------------------------
+
+def test_ddp_prefixed_state_dict_loads_after_stripping():
+    from common.checkpoint import strip_module_prefix
+    source = small_model()
+    torch.manual_seed(1)
+    target = Tacotron2(**SMALL)
+    prefixed = {"module." + k: v for k, v in source.state_dict().items()}
+    with pytest.raises(RuntimeError):
+        target.load_state_dict(prefixed)
+    target.load_state_dict(strip_module_prefix(prefixed))
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--text-cleaners", nargs="*", default=["basic_cleaners"])  # train.py owns it
+    tacotron2.add_model_args(parser)
+    return parser.parse_args(argv)
+
+
+def test_flags_defaults_and_config():
+    args = parse([])
+    assert args.text_cleaners == ["basic_cleaners"]  # not re-added
+    assert args.load_mel_from_disk is False
+    config = tacotron2.config_from_args(args)
+    assert tuple(config) == CONFIG_KEYS
+    assert config == dict(
+        mask_padding=False, n_mel_channels=80, n_symbols=148, symbols_embedding_dim=512,
+        encoder_kernel_size=5, encoder_n_convolutions=3, encoder_embedding_dim=512,
+        attention_rnn_dim=1024, attention_dim=128, attention_location_n_filters=32,
+        attention_location_kernel_size=31, n_frames_per_step=1, decoder_rnn_dim=1024, prenet_dim=256,
+        max_decoder_steps=2000, gate_threshold=0.5, p_attention_dropout=0.1, p_decoder_dropout=0.1,
+        postnet_embedding_dim=512, postnet_kernel_size=5, postnet_n_convolutions=5,
+        decoder_no_early_stopping=False)
+
+
+def test_flags_parse_booleans_and_build_a_model():
+    args = parse(["--mask-padding", "False", "--decoder-no-early-stopping", "--load-mel-from-disk",
+                  "--disable-uniform-initialize-bn-weight", "--encoder-embedding-dim", "16",
+                  "--symbols-embedding-dim", "16", "--decoder-rnn-dim", "8", "--attention-rnn-dim", "8",
+                  "--postnet-embedding-dim", "8", "--prenet-dim", "8", "--n-symbols", "40"])
+    assert args.mask_padding is False and args.load_mel_from_disk is True
+    config = tacotron2.config_from_args(args)
+    assert config["decoder_no_early_stopping"] is True and config["n_symbols"] == 40
+    model = tacotron2.build_model(config)
+    assert model.embedding.weight.shape == (40, 16)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight))
+               for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert parse(["--mask-padding"]).mask_padding is True
+
+
+# --- learning ----------------------------------------------------------------------------------
+
+def test_overfits_four_short_utterances(tmp_path, tmp_wav, speech_like):
+    texts = ["Hi there.", "A cat sat.", "Go now!", "It is late."]
+    lines = []
+    for i, (text, seconds) in enumerate(zip(texts, [0.3, 0.45, 0.35, 0.5])):
+        tmp_wav(f"wavs/u{i}.wav", audio=speech_like(int(22050 * seconds), seed=i))
+        lines.append(f"wavs/u{i}.wav|{text}\n")
+    (tmp_path / "list.txt").write_text("".join(lines))
+    dataset = tacotron2.TextMelDataset(str(tmp_path / "list.txt"), str(tmp_path))
+    inputs, targets, _ = batch_to_device(tacotron2.collate_fn([dataset[i] for i in range(4)]), "cpu")
+
+    torch.manual_seed(0)
+    model = Tacotron2(**{**SMALL, "n_mel_channels": 80, "p_attention_dropout": 0.0, "p_decoder_dropout": 0.0})
+    loss_fn = tacotron2.build_loss(None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    start = time.perf_counter()
+    losses = []
+    for _ in range(150):
+        loss, _ = loss_fn(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    elapsed = time.perf_counter() - start
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    assert elapsed < 20, elapsed

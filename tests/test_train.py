@@ -1,0 +1,153 @@
+"""train.py end to end on tiny data: logs, checkpoints, resume, bad input, flags."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import tacotron2
+import train
+from common.checkpoint import load_checkpoint
+from training_helpers import (read_log, tacotron2_args, tiny_filelist, values, waveglow_args,
+                              write_noise_clips)
+
+
+@pytest.fixture(scope="module")
+def tacotron2_runs(tmp_path_factory):
+    """Two epochs in one run, and one epoch + resume + one epoch, on 4 utterances."""
+    tmp = tmp_path_factory.mktemp("t2")
+    train_list = tiny_filelist(tmp, 4)
+    whole, split = tmp / "whole", tmp / "split"
+    assert train.main(tacotron2_args(whole, train_list, 2)) == 0
+    assert train.main(tacotron2_args(split, train_list, 1)) == 0
+    assert train.main(tacotron2_args(split, train_list, 2, "--resume-from-last")) == 0
+    return whole, split
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tacotron2_runs):
+    whole, split = tacotron2_runs
+    whole_log, split_log = read_log(whole / "nvlog.json"), read_log(split / "nvlog.json")
+    for key in ("train_iter_loss", "val_loss", "train_epoch_avg_loss"):
+        assert values(split_log, key) == values(whole_log, key), key
+    # The resumed run trained epoch 1 only; its checkpoint equals the uninterrupted one.
+    whole_ckpt = load_checkpoint(str(whole / "checkpoint_Tacotron2_last.pt"))
+    split_ckpt = load_checkpoint(str(split / "checkpoint_Tacotron2_last.pt"))
+    assert whole_ckpt["epoch"] == split_ckpt["epoch"] == 1
+    for name, tensor in whole_ckpt["state_dict"].items():
+        assert torch.equal(tensor, split_ckpt["state_dict"][name]), name
+
+
+def test_log_holds_the_recipe_keys_with_sane_values(tacotron2_runs):
+    whole, _ = tacotron2_runs
+    log = read_log(whole / "nvlog.json")
+    params = {k: v for r in log if r.get("step") == "PARAMETER" for k, v in r["data"].items()}
+    assert params["model_name"] == "Tacotron2_PyT" and params["batch_size"] == 2
+    iter_losses = values(log, "train_iter_loss")
+    assert [step for step, _ in iter_losses] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(math.isfinite(loss) and loss > 0 for _, loss in iter_losses)
+    for key in ("train_iter_items/sec", "train_iter_mels/sec", "train_epoch_items/sec",
+                "train_epoch_mels/sec", "epoch_time", "val_loss"):
+        assert values(log, key) and all(v > 0 for _, v in values(log, key)), key
+    # The epoch loss is the true mean of the epoch's iterations, not the last one.
+    for epoch in (0, 1):
+        mean = sum(v for (e, _), v in iter_losses if e == epoch) / 2
+        assert dict(values(log, "train_epoch_avg_loss"))[(epoch,)] == pytest.approx(mean)
+    # Tacotron 2 items are input tokens, fewer than mel frames.
+    assert values(log, "train_iter_items/sec")[0][1] < values(log, "train_iter_mels/sec")[0][1]
+    assert values(log, "run_time")[-1][0] == ()
+
+
+def test_checkpoints_are_self_describing(tacotron2_runs):
+    whole, _ = tacotron2_runs
+    assert sorted(p.name for p in whole.glob("checkpoint_*")) == [
+        "checkpoint_Tacotron2_0.pt", "checkpoint_Tacotron2_1.pt", "checkpoint_Tacotron2_last.pt"]
+    ckpt = load_checkpoint(str(whole / "checkpoint_Tacotron2_1.pt"))
+    assert ckpt["model_name"] == "Tacotron2" and ckpt["epoch"] == 1 and ckpt["iteration"] == 4
+    assert ckpt["symbols"] == list(tacotron2.symbols)
+    assert ckpt["audio"]["sampling_rate"] == 22050 and ckpt["audio"]["hop_length"] == 256
+    assert not any(name.startswith("module.") for name in ckpt["state_dict"])
+    model = tacotron2.build_model(ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+
+
+def test_waveglow_resume_gives_the_same_next_losses(tmp_path):
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=4, n_samples=2048)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = (tmp_path / "clips", filelist)
+    assert train.main(waveglow_args(whole, *common, 2, 2, 2048)) == 0
+    assert train.main(waveglow_args(split, *common, 1, 2, 2048)) == 0
+    assert train.main(waveglow_args(split, *common, 2, 2, 2048, "--resume-from-last")) == 0
+    whole_log, split_log = read_log(whole / "nvlog.json"), read_log(split / "nvlog.json")
+    assert values(split_log, "train_iter_loss") == values(whole_log, "train_iter_loss")
+    assert values(split_log, "val_loss") == values(whole_log, "val_loss")
+    # WaveGlow items are audio samples: 2 clips of 2048 per step.
+    items_per_sec, step_time = values(whole_log, "train_iter_items/sec")[0][1], values(whole_log, "train_iter_time")[0][1]
+    assert items_per_sec * step_time == pytest.approx(2 * 2048)
+
+
+def test_bad_filelist_entries_are_reported_together_before_training(tmp_path, capsys):
+    good = tiny_filelist(tmp_path, 2).read_text(encoding="utf-8").splitlines()
+    bad_list = tmp_path / "bad.txt"
+    bad_list.write_text("\n".join([good[0], "LJSpeech-tiny/wavs/missing.wav|Hello.", good[1].split("|")[0] + "|[]"])
+                        + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, bad_list, 1)) == 2
+    err = capsys.readouterr().err
+    assert f"{bad_list}:2" in err and "missing.wav" in err
+    assert f"{bad_list}:3" in err
+    assert not list(out.glob("checkpoint_*"))
+
+
+def test_resuming_from_a_checkpoint_of_the_other_model_is_refused(tmp_path, capsys):
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
+    assert train.main(waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048)) == 0
+    wrong = tmp_path / "wg" / "checkpoint_WaveGlow_last.pt"
+    args = tacotron2_args(tmp_path / "t2", tiny_filelist(tmp_path, 2), 1, "--checkpoint-path", str(wrong))
+    assert train.main(args) == 2
+    assert "WaveGlow checkpoint, expected Tacotron2" in capsys.readouterr().err
+
+
+def test_fp32_training_stops_after_repeated_non_finite_losses(tmp_path, monkeypatch):
+    real_build_loss = tacotron2.build_loss
+
+    def nan_loss(args):
+        loss_fn = real_build_loss(args)
+        return lambda outputs, targets: (loss_fn(outputs, targets)[0] * float("nan"), {})
+
+    monkeypatch.setattr(tacotron2, "build_loss", nan_loss)
+    train_list = tiny_filelist(tmp_path, 12)
+    with pytest.raises(FloatingPointError, match="not finite for 5 steps"):
+        train.main(tacotron2_args(tmp_path / "out", train_list, 1))
+
+
+def test_unknown_flags_are_an_error(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["-m", "Tacotron2", "-o", "x", "-lr", "1", "--epochs", "1", "-bs", "1", "--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ([], (True, False)), (["--cudnn-benchmark"], (True, True)), (["--cudnn-benchmark=True"], (True, True)),
+    (["--cudnn-benchmark=False"], (True, False)), (["--cudnn-enabled=False"], (False, False)),
+    (["--cudnn-enabled", "false"], (False, False)),
+])
+def test_boolean_flags_read_false_as_false(flag, expected):
+    args = train.parse_args(["-m", "WaveGlow", "-o", "x", "-lr", "1", "--epochs", "1", "-bs", "1", *flag])
+    assert (args.cudnn_enabled, args.cudnn_benchmark) == expected
+
+
+def test_amp_aliases_all_select_float16():
+    for flag in ("--fp16-run", "--amp", "--amp-run"):
+        assert train.parse_args(["-m", "Tacotron2", "-o", "x", "-lr", "1", "--epochs", "1", "-bs", "1", flag]).fp16_run
+
+
+@pytest.mark.parametrize("factor, expected", [
+    (0.1, [0.001, 0.0001, 1.0000000000000003e-05, 1.0000000000000002e-06]),
+    (0.3, [0.001, 0.0003, 0.0001, 3e-05]),
+])
+def test_learning_rate_annealing_matches_the_recipe(factor, expected):
+    steps = ["500", "1000", "1500"]
+    got = [train.learning_rate_at(epoch, 1e-3, steps, factor) for epoch in (0, 500, 1000, 1500)]
+    assert got == expected
+    assert train.learning_rate_at(499, 1e-3, steps, factor) == 1e-3

@@ -1,0 +1,247 @@
+"""WaveGlow model, loss and denoiser: reference state dicts, invertibility, training, denoising."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import waveglow
+from waveglow.data import MelAudioDataset
+from waveglow.denoiser import Denoiser
+from waveglow.loss import WaveGlowLoss
+from waveglow.model import Invertible1x1Conv, WaveGlow, remove_weightnorm
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_DIRS = [os.path.join(REPO_ROOT, "..", "shared", "reference"), "/work/shared/reference"]
+
+
+def reference_list(name: str) -> list[tuple[str, list[int]]]:
+    for directory in REFERENCE_DIRS:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                rows = [line.split("\t") for line in f.read().splitlines()[1:] if line]
+            return [(key, [int(n) for n in shape.strip("[]").split(",")]) for key, shape in rows]
+    pytest.skip(f"{name} not available")
+
+
+def config(n_channels: int = 32, n_layers: int = 2) -> dict:
+    return {"n_mel_channels": 80, "n_flows": 12, "n_group": 8, "n_early_every": 4,
+            "n_early_size": 2,
+            "WN_config": {"n_layers": n_layers, "kernel_size": 3, "n_channels": n_channels}}
+
+
+def small_model(seed: int = 0, n_layers: int = 2) -> WaveGlow:
+    """A small WaveGlow whose couplings are not the identity (the zero-initialised `end` is set)."""
+    torch.manual_seed(seed)
+    model = WaveGlow(**config(n_layers=n_layers))
+    with torch.no_grad():
+        for wn in model.WN:
+            wn.end.weight.normal_(0.0, 0.05)
+            wn.end.bias.normal_(0.0, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("n_channels,name", [(512, "waveglow_state_dict.txt"),
+                                             (256, "waveglow256_state_dict.txt")])
+def test_state_dict_equals_reference(n_channels, name):
+    reference = reference_list(name)
+    with torch.device("meta"):
+        model = WaveGlow(**config(n_channels=n_channels, n_layers=8))
+    ours = [(key, list(value.shape)) for key, value in model.state_dict().items()]
+    assert ours == reference
+    assert len(ours) == 938
+    model.remove_weightnorm()
+    folded = model.state_dict()
+    assert len(folded) == 638
+    assert not any(key.endswith(("weight_g", "weight_v")) for key in folded)
+    assert list(folded["WN.0.in_layers.0.weight"].shape) == [2 * n_channels, n_channels, 3]
+
+
+def test_package_surface_builds_the_recipe_config():
+    import argparse
+    parser = argparse.ArgumentParser()
+    waveglow.add_model_args(parser)
+    args = parser.parse_args([])
+    assert (args.segment_length, args.wn_channels, args.wn_layers, args.sigma) == (4000, 512, 8, 1.0)
+    assert waveglow.config_from_args(args) == config(n_channels=512, n_layers=8)
+    args = parser.parse_args(["--wn-channels", "256", "--segment-length", "8000"])
+    assert waveglow.config_from_args(args)["WN_config"]["n_channels"] == 256
+    assert waveglow.NAME == "WaveGlow"
+    assert isinstance(waveglow.build_model(config()), WaveGlow)
+    assert waveglow.build_loss(args).sigma == 1.0
+
+
+def test_forward_then_reverse_gives_back_the_audio():
+    model = small_model().eval()
+    torch.manual_seed(1)
+    mel = torch.randn(2, 80, 10)
+    audio = 0.5 * torch.randn(2, 256 * 10).clamp(-2, 2)
+    with torch.no_grad():
+        z, log_s_list, log_det_w_list = model((mel, audio))
+        assert z.shape == (2, 8, 320) and z.dtype == torch.float32
+        assert [log_s.size(1) for log_s in log_s_list] == [4] * 4 + [3] * 4 + [2] * 4
+        # The couplings really act (otherwise the round trip would prove little).
+        assert max(float(log_s.abs().max()) for log_s in log_s_list) > 1e-3
+        assert torch.allclose(model.infer(mel, sigma=1.0, z=z), audio, atol=1e-4)
+        assert torch.allclose(model.reverse(mel, z), audio, atol=1e-4)
+    for conv, log_det_w in zip(model.convinv, log_det_w_list):
+        expected = torch.slogdet(conv.conv.weight.squeeze(-1).double())[1] * 2 * 320
+        assert log_det_w.dtype == torch.float32
+        assert float(log_det_w) == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_initial_1x1_weights_are_rotations():
+    for n_channels in (8, 6, 4):
+        weight = Invertible1x1Conv(n_channels).conv.weight.squeeze(-1).double()
+        assert torch.det(weight) > 0
+        assert torch.allclose(weight @ weight.T, torch.eye(n_channels, dtype=torch.double), atol=1e-5)
+
+
+def test_infer_length_and_noise_scale():
+    model = WaveGlow(**config())  # identity couplings: audio = rotated noise
+    mel = torch.zeros(1, 80, 20)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        audio = model.infer(mel, sigma=0.5)
+        assert audio.shape == (1, 256 * 20)
+        assert float(audio.std()) == pytest.approx(0.5, rel=0.1)
+        assert float(model.infer(mel, sigma=0.0).abs().max()) == 0.0
+
+
+def test_folding_weight_norm_keeps_outputs():
+    model = small_model().eval()
+    mel = torch.randn(1, 80, 12)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        before = model.infer(mel, sigma=0.8)
+        remove_weightnorm(model)
+        torch.manual_seed(5)
+        after = model.infer(mel, sigma=0.8)
+    assert len(model.state_dict()) == 2 + 12 * (3 * 2 * 2 + 2 + 2) + 12
+    assert (before - after).abs().max() < 1e-5
+    # NVIDIA's spelling works too and is idempotent.
+    assert WaveGlow.remove_weightnorm(model) is model
+
+
+def test_state_dicts_load_across_weight_norm_forms():
+    normed = small_model(seed=3).eval()
+    folded = copy.deepcopy(normed).remove_weightnorm()
+    mel = torch.randn(1, 80, 6)
+    z = torch.randn(1, 8, 192)
+    with torch.no_grad():
+        expected = normed.infer(mel, z=z)
+        for source in (normed, folded):
+            for target_form in ("normed", "folded"):
+                target = WaveGlow(**config())
+                if target_form == "folded":
+                    target.remove_weightnorm()
+                target.load_state_dict(source.state_dict())  # strict
+                assert torch.allclose(target.infer(mel, z=z), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer_kwargs", [{"foreach": False}, {"foreach": True},
+                                              {"fused": True}])
+def test_cached_inverse_follows_weight_updates(optimizer_kwargs):
+    model = small_model()
+    mel = torch.randn(1, 80, 4)
+    audio = 0.1 * torch.randn(1, 1024)
+    conv = model.convinv[0]
+    first = conv.inverse_weight()
+    assert conv.inverse_weight() is first  # cached
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, **optimizer_kwargs)
+    loss, _ = WaveGlowLoss()(model((mel, audio)))
+    loss.backward()
+    optimizer.step()
+    fresh = torch.linalg.inv(conv.conv.weight.detach().squeeze(-1))
+    assert not torch.allclose(fresh, first, atol=1e-4)
+    assert torch.allclose(conv.inverse_weight(), fresh, atol=1e-5)
+    # Loading other weights also invalidates the cache.
+    other = small_model(seed=7)
+    model.load_state_dict(other.state_dict())
+    assert torch.allclose(conv.inverse_weight(),
+                          torch.linalg.inv(other.convinv[0].conv.weight.detach().squeeze(-1)),
+                          atol=1e-5)
+
+
+def test_loss_matches_the_formula():
+    torch.manual_seed(0)
+    z = torch.randn(2, 8, 50)
+    log_s_list = [torch.randn(2, 4, 50) * 0.1, torch.randn(2, 2, 50) * 0.1]
+    log_det_w_list = [torch.tensor(3.0), torch.tensor(-1.5)]
+    sigma = 0.7
+    loss, terms = WaveGlowLoss(sigma)((z, log_s_list, log_det_w_list))
+    z64 = z.double()
+    expected = ((z64 ** 2).sum() / (2 * sigma ** 2)
+                - sum(log_s.double().sum() for log_s in log_s_list) - 1.5) / z.numel()
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(terms["z_term"] - terms["log_s"] - terms["log_det_W"]) == pytest.approx(
+        float(loss), rel=1e-5)
+
+
+def test_autocast_keeps_flow_terms_in_float32():
+    model = small_model()
+    mel = torch.randn(2, 80, 8)
+    audio = 0.1 * torch.randn(2, 2048)
+    reference, _ = WaveGlowLoss()(model((mel, audio)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z, log_s_list, log_det_w_list = model((mel, audio))
+        loss, _ = WaveGlowLoss()((z, log_s_list, log_det_w_list))
+    assert z.dtype == torch.float32 and loss.dtype == torch.float32
+    assert all(d.dtype == torch.float32 for d in log_det_w_list)
+    assert all(log_s.dtype == torch.float32 for log_s in log_s_list)
+    assert float(loss) == pytest.approx(float(reference), abs=0.05)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def speech_batch():
+    """Four 4096-sample crops of LJSpeech-tiny clips and their mels."""
+    filelist = os.path.join(REPO_ROOT, "filelists", "tiny_audio_text_train_filelist.txt")
+    dataset = MelAudioDataset(filelist, os.path.join(REPO_ROOT, "data"), segment_length=4096)
+    torch.manual_seed(0)
+    return waveglow.collate_fn([dataset[i] for i in range(4)])
+
+
+def test_training_lowers_the_loss(speech_batch):
+    torch.manual_seed(0)
+    model = WaveGlow(**config(n_channels=32, n_layers=2))
+    loss_fn = WaveGlowLoss(sigma=1.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inputs, targets, counts = waveglow.batch_to_device(speech_batch, "cpu")
+    assert counts == {"items": 4 * 4096}
+    losses = []
+    for _ in range(50):
+        loss, _ = loss_fn(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0] - 0.5
+    assert losses[-1] < 0
+
+
+def test_denoiser_removes_the_bias_tone():
+    model = small_model(seed=2, n_layers=2).eval()
+    denoiser = Denoiser(model)
+    assert "bias_spec" not in denoiser.state_dict()
+    bias = denoiser.bias_spec[0, :, 0]
+    assert bias.shape == (513,)
+    peaks = torch.topk(bias, 5).indices
+    torch.manual_seed(0)
+    with torch.no_grad():
+        audio = model.infer(torch.zeros(1, 80, 40), sigma=0.1)
+        denoised = denoiser(audio, strength=1.0)
+    assert denoised.shape == (1, 1, 40 * 256)
+    stft = denoiser.stft
+    energy_before = stft.transform(audio)[0][0, peaks, 2:-2].pow(2).sum()
+    energy_after = stft.transform(denoised[:, 0])[0][0, peaks, 2:-2].pow(2).sum()
+    assert energy_after < 0.2 * energy_before
+    # With strength 0 the STFT round trip leaves the audio (away from the edges) as it was.
+    untouched = denoiser(audio, strength=0.0)[0, 0]
+    assert torch.allclose(untouched[1024:-1024], audio[0, 1024:-1024], atol=1e-4)

@@ -1,0 +1,407 @@
+"""Trains Tacotron 2 or WaveGlow: `python train.py -m Tacotron2|WaveGlow -o OUT -lr LR --epochs N -bs BS`.
+
+One loop for both models; everything model-specific comes from the model package's surface
+(docs/architecture.md). Runs on one CPU or GPU, or on many under torchrun / `python -m multiproc`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+import tacotron2
+import waveglow
+from common import checkpoint as ckpt_io
+from common import distributed
+from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args
+from common.errors import CheckpointError, UserError
+from common.logger import Logger
+from common.sampler import ResumableSampler
+
+MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
+MAX_NONFINITE_STEPS = 5
+
+
+def build_parser(package=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train Tacotron 2 or WaveGlow",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-o", "--output", "--output-directory", "--output_directory", required=True,
+                        help="folder for checkpoints, logs and plots")
+    parser.add_argument("-d", "--dataset-path", default="./", help="prefix joined to every filelist path")
+    parser.add_argument("-m", "--model-name", required=True, choices=sorted(MODELS))
+    parser.add_argument("--log-file", default="nvlog.json",
+                        help="JSON log; a bare file name goes inside --output")
+    parser.add_argument("--anneal-steps", nargs="*", default=None, help="epochs at which the LR is annealed")
+    parser.add_argument("--anneal-factor", type=float, choices=[0.1, 0.3], default=0.1)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--epochs-per-checkpoint", type=int, default=50)
+    parser.add_argument("--checkpoint-path", default="", help="checkpoint to resume from")
+    parser.add_argument("--resume-from-last", action="store_true",
+                        help="resume from checkpoint_<model>_last.pt in --output when it exists")
+    parser.add_argument("--fp16-run", "--amp", "--amp-run", dest="fp16_run", action="store_true",
+                        help="mixed precision: float16 autocast with dynamic loss scaling")
+    parser.add_argument("--bf16", action="store_true", help="mixed precision with bfloat16 autocast")
+    add_bool_flag(parser, "--cudnn-enabled", default=True, help="enable cuDNN")
+    add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
+    add_bool_flag(parser, "--dynamic-loss-scaling", default=True,
+                  help="accepted for old scripts; loss scaling is always dynamic")
+    parser.add_argument("-lr", "--learning-rate", type=float, required=True)
+    parser.add_argument("--weight-decay", type=float, default=1e-6)
+    parser.add_argument("--grad-clip-thresh", type=float, default=1.0, help="max gradient norm")
+    parser.add_argument("-bs", "--batch-size", type=int, required=True, help="per process")
+    parser.add_argument("--training-files", default="filelists/ljs_audio_text_train_filelist.txt")
+    parser.add_argument("--validation-files", default="filelists/ljs_audio_text_val_filelist.txt")
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers per process")
+    parser.add_argument("--bench-class", default="", choices=["", "train", "perf-train"],
+                        help="perf-train: no checkpoints")
+    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard events")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    dist_group = parser.add_argument_group("distributed (torchrun's environment takes precedence)")
+    dist_group.add_argument("--rank", type=int, default=0)
+    dist_group.add_argument("--world-size", type=int, default=1)
+    dist_group.add_argument("--dist-url", default="tcp://localhost:23456")
+    dist_group.add_argument("--dist-backend", default=None, choices=["nccl", "gloo"])
+    dist_group.add_argument("--group-name", default="group_name")
+    add_audio_args(parser)
+    if package is not None:
+        package.add_model_args(parser)
+        parser.set_defaults(**package.training_defaults)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("-m", "--model-name", choices=sorted(MODELS))
+    known, _ = probe.parse_known_args(argv)
+    # Unknown flags are an error: a mistyped flag must not silently train with a default.
+    return build_parser(MODELS.get(known.model_name)).parse_args(argv)
+
+
+def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
+    """The recipe's epoch-based annealing; factor 0.3 alternates 0.3 and 0.1 steps."""
+    if not anneal_steps:
+        return base_lr
+    passed = sum(epoch >= int(step) for step in anneal_steps)
+    if anneal_factor == 0.3:
+        return base_lr * 0.1 ** (passed // 2) * (1.0 if passed % 2 == 0 else 0.3)
+    return base_lr * anneal_factor ** passed
+
+
+def log_path(args) -> str:
+    if os.path.dirname(args.log_file) or os.path.isabs(args.log_file):
+        return args.log_file
+    return os.path.join(args.output, args.log_file)
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask for a clean stop at the end of the current step (preemptible machines)."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def checkpoint_file(output: str, model_name: str, tag) -> str:
+    return os.path.join(output, f"checkpoint_{model_name}_{tag}.pt")
+
+
+def find_resume_checkpoint(args) -> str | None:
+    if args.checkpoint_path:
+        return args.checkpoint_path
+    # A worker restarted by `torchrun --max-restarts` continues where the run stopped.
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if args.resume_from_last or restarted:
+        last = checkpoint_file(args.output, args.model_name, "last")
+        if os.path.exists(last):
+            return last
+        print(f"No last checkpoint in {args.output} - starting from epoch 0", flush=True)
+    return None
+
+
+def save_training_checkpoint(path: str, *, args, config, model, optimizer, scaler, epoch, iteration,
+                             consumed, rng_states, link_last: bool) -> None:
+    state = {
+        "format_version": 1,
+        "model_name": args.model_name,
+        "epoch": epoch,
+        "iteration": iteration,
+        "config": config,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_states,
+        "sampler": {"epoch": epoch, "consumed": consumed, "seed": args.seed},
+        "args": {key: value for key, value in vars(args).items()
+                 if isinstance(value, (int, float, str, bool, list, type(None)))},
+        "audio": audio_config_from_args(args),
+    }
+    if args.model_name == tacotron2.NAME:
+        state["symbols"] = list(tacotron2.symbols)
+    ckpt_io.save_checkpoint(state, path)
+    if link_last:
+        ckpt_io.link_or_copy(path, checkpoint_file(args.output, args.model_name, "last"))
+
+
+def autocast_context(args, device: torch.device):
+    if device.type != "cuda" and args.fp16_run:
+        return nullcontext()
+    if args.bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if args.fp16_run:
+        return torch.autocast(device.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def make_loader(dataset, sampler, package, args, device) -> DataLoader:
+    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                      collate_fn=package.collate_fn, pin_memory=device.type == "cuda",
+                      drop_last=sampler.drop_last, persistent_workers=False)
+
+
+@torch.no_grad()
+def validate(model, loss_fn, loader, package, args, device) -> float:
+    """Teacher-forced loss over the whole validation set: a true mean over all ranks' batches."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in loader:
+        inputs, targets, counts = package.batch_to_device(batch, device)
+        with autocast_context(args, device):
+            outputs = model(inputs)
+            loss, _ = loss_fn(outputs, targets)
+        n_utterances = len(batch[0])
+        totals += torch.stack([loss.detach().double() * n_utterances,
+                               torch.tensor(float(n_utterances), dtype=torch.float64, device=device)])
+    distributed.all_reduce_sum(totals)
+    model.train(was_training)
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+
+
+def train(args) -> int:
+    package = MODELS[args.model_name]
+    dist_info = distributed.init_distributed(args.rank, args.world_size, args.dist_url, args.dist_backend,
+                                             args.group_name, cpu=args.cpu)
+    device = dist_info.device
+    if args.fp16_run and device.type != "cuda" and dist_info.is_main:
+        print("warning: --fp16-run needs a GPU; training in float32 on the CPU", file=sys.stderr)
+    torch.backends.cudnn.enabled = args.cudnn_enabled
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    torch.manual_seed(args.seed + dist_info.rank)
+    np.random.seed(args.seed + dist_info.rank)
+    random.seed(args.seed + dist_info.rank)
+    os.makedirs(args.output, exist_ok=True)
+
+    logger = Logger(log_path(args), enabled=dist_info.is_main,
+                    tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
+    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT"})
+    for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
+                      ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
+        logger.metadata(key, unit)
+
+    resume_path = find_resume_checkpoint(args)
+    resume = None
+    config = package.config_from_args(args)
+    if resume_path:
+        resume = ckpt_io.load_checkpoint(resume_path)
+        found = resume.get("model_name") or ckpt_io.model_name_of_state_dict(resume["state_dict"])
+        if found and found != args.model_name:
+            raise CheckpointError(f"{resume_path}: is a {found} checkpoint, expected {args.model_name}")
+        config = resume.get("config") or config
+
+    model = package.build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")
+    loss_fn = package.build_loss(args)
+    trainset, valset = package.build_datasets(args)
+
+    sampler = ResumableSampler(len(trainset), dist_info.world_size, dist_info.rank, seed=args.seed,
+                               batch_size=args.batch_size, drop_last=True)
+    val_sampler = ResumableSampler(len(valset), dist_info.world_size, dist_info.rank, shuffle=False,
+                                   batch_size=args.batch_size, drop_last=args.bench_class == "perf-train")
+    if sampler.batches_per_epoch() == 0:
+        raise UserError(f"{args.training_files}: {len(trainset)} utterances are fewer than one global batch "
+                        f"({args.batch_size} x {dist_info.world_size} processes)")
+
+    start_epoch, iteration, consumed = 0, 0, 0
+    if resume is not None:
+        model.load_state_dict(ckpt_io.strip_module_prefix(resume["state_dict"]))
+        if "optimizer" in resume:
+            optimizer.load_state_dict(resume["optimizer"])
+        if resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        saved_sampler = resume.get("sampler", {})
+        consumed = saved_sampler.get("consumed", 0)
+        start_epoch = resume["epoch"] if consumed else resume["epoch"] + 1
+        iteration = resume.get("iteration", 0)
+        rng_states = resume.get("rng")
+        if rng_states:
+            set_rng_state(rng_states[dist_info.rank % len(rng_states)])
+        if dist_info.is_main:
+            print(f"Resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}", flush=True)
+
+    train_model = model
+    if dist_info.enabled:
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    stop = StopRequest()
+    nonfinite_steps = 0
+    run_start = time.perf_counter()
+    current_lr = None
+    epoch = start_epoch
+    for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch, consumed)
+        consumed = 0
+        loader = make_loader(trainset, sampler, package, args, device)
+        epoch_start = time.perf_counter()
+        epoch_loss, epoch_steps, epoch_items, epoch_mels, epoch_step_time = 0.0, 0, 0, 0, 0.0
+        steps_done_before = (sampler.consumed // (args.batch_size * dist_info.world_size))
+        train_model.train()
+        for i, batch in enumerate(loader, start=steps_done_before):
+            lr = learning_rate_at(epoch, args.learning_rate, args.anneal_steps, args.anneal_factor)
+            if lr != current_lr:
+                if current_lr is not None:
+                    logger.log([epoch, iteration], {"learning_rate changed": f"{current_lr} -> {lr}"})
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                current_lr = lr
+
+            step_start = time.perf_counter()
+            inputs, targets, counts = package.batch_to_device(batch, device)
+            with autocast_context(args, device):
+                outputs = train_model(inputs)
+                loss, terms = loss_fn(outputs, targets)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_thresh)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+            # One all-reduce carries the loss, the items and the stop request, so every rank
+            # agrees on when to stop without an extra collective.
+            stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
+                                  float(stop.requested)], dtype=torch.float64, device=device)
+            distributed.all_reduce_sum(stats)
+            step_time = time.perf_counter() - step_start
+            reduced_loss = stats[0].item() / dist_info.world_size
+            items, mels, stop_now = stats[1].item(), stats[2].item(), stats[3].item() > 0
+
+            if not math.isfinite(reduced_loss):
+                nonfinite_steps += 1
+                if not scaler.is_enabled() and nonfinite_steps >= MAX_NONFINITE_STEPS:
+                    raise FloatingPointError(
+                        f"loss was not finite for {nonfinite_steps} steps in a row (epoch {epoch}, "
+                        f"iteration {iteration}); lower the learning rate or check the data")
+            else:
+                nonfinite_steps = 0
+                epoch_loss += reduced_loss
+                epoch_steps += 1
+            epoch_items += items
+            epoch_mels += mels
+            epoch_step_time += step_time
+            iteration += 1
+
+            iter_data = {"train_iter_loss": reduced_loss, "train_iter_items/sec": items / step_time,
+                         "train_iter_time": step_time}
+            if mels:
+                iter_data["train_iter_mels/sec"] = mels / step_time
+            logger.log([epoch, i], iter_data)
+            logger.scalars(iteration, {"train/loss": reduced_loss, "train/learning_rate": lr,
+                                       "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
+                                       **{f"train/{k}": float(v) for k, v in terms.items()}})
+            if stop_now:
+                done = (i + 1) * args.batch_size * dist_info.world_size
+                states = distributed.all_gather_objects(rng_state())
+                if dist_info.is_main and args.bench_class != "perf-train":
+                    path = checkpoint_file(args.output, args.model_name, "last")
+                    save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
+                                             scaler=scaler, epoch=epoch, iteration=iteration, consumed=done,
+                                             rng_states=states, link_last=False)
+                    print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
+                          f"{path}. Continue with --resume-from-last.", flush=True)
+                logger.log([], {"run_time": time.perf_counter() - run_start})
+                logger.close()
+                distributed.barrier()
+                distributed.destroy()
+                return 0
+
+        epoch_time = time.perf_counter() - epoch_start
+        epoch_data = {"train_epoch_avg_loss": epoch_loss / max(epoch_steps, 1),
+                      "train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
+                      "epoch_time": epoch_time}
+        if epoch_mels:
+            epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
+        logger.log([epoch], epoch_data)
+
+        val_loader = make_loader(valset, val_sampler, package, args, device)
+        val_loss = validate(train_model, loss_fn, val_loader, package, args, device)
+        logger.log([epoch], {"val_loss": val_loss})
+        logger.scalars(iteration, {"val/loss": val_loss, "train/epoch_loss": epoch_data["train_epoch_avg_loss"]})
+
+        is_last_epoch = epoch == args.epochs - 1
+        if args.bench_class != "perf-train" and (epoch % args.epochs_per_checkpoint == 0 or is_last_epoch):
+            states = distributed.all_gather_objects(rng_state())
+            if dist_info.is_main:
+                save_training_checkpoint(checkpoint_file(args.output, args.model_name, epoch), args=args,
+                                         config=config, model=model, optimizer=optimizer, scaler=scaler,
+                                         epoch=epoch, iteration=iteration, consumed=0, rng_states=states,
+                                         link_last=True)
+        logger.flush()
+
+    logger.log([], {"run_time": time.perf_counter() - run_start})
+    logger.close()
+    distributed.barrier()
+    distributed.destroy()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

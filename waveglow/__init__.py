@@ -1,0 +1,39 @@
+"""WaveGlow model package: the surface train.py and inference.py use (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from waveglow.arguments import add_model_args, config_from_args
+from waveglow.data import MelAudioDataset, batch_to_device, collate_fn, raise_problems
+from waveglow.denoiser import Denoiser
+from waveglow.loss import WaveGlowLoss
+from waveglow.model import WaveGlow, remove_weightnorm
+
+__all__ = [
+    "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
+    "batch_to_device", "build_loss", "training_defaults", "WaveGlow", "WaveGlowLoss",
+    "MelAudioDataset", "Denoiser", "remove_weightnorm",
+]
+
+NAME = "WaveGlow"
+
+# The recipe's WaveGlow runs pass their lr/weight-decay/clipping on the command line, so
+# train.py's general defaults stand.
+training_defaults: dict = {}
+
+
+def build_model(config: dict) -> WaveGlow:
+    return WaveGlow(**config)
+
+
+def build_datasets(args: argparse.Namespace) -> tuple[MelAudioDataset, MelAudioDataset]:
+    """(train, val) datasets; both filelists are checked first and all problems raised together."""
+    train = MelAudioDataset.from_args(args.training_files, args, check=False)
+    val = MelAudioDataset.from_args(args.validation_files, args, check=False)
+    raise_problems(train.problems() + val.problems())
+    return train, val
+
+
+def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
+    return WaveGlowLoss(args.sigma if args is not None else 1.0)

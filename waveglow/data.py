@@ -1,0 +1,100 @@
+"""WaveGlow data: random fixed-length audio crops with their log-mels (reference-dle d.4)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from common.audio import check_wav, load_wav
+from common.errors import AudioError, DataError
+from common.filelists import FileEntry, load_filelist
+from common.mel import TacotronSTFT
+
+
+class MelAudioDataset(torch.utils.data.Dataset):
+    """Items ``(mel [n_mel_channels, 1 + segment_length // hop], audio [segment_length])``.
+
+    Only the path column of the filelist is used. Each access crops a fresh random segment with
+    the torch RNG (so ``torch.manual_seed`` and DataLoader worker seeding control it); clips shorter
+    than a segment are zero-padded at the end, never dropped. Unless ``check=False``, every wav
+    header is checked up front and all problems are raised together in one ``DataError``.
+    """
+
+    def __init__(self, filelist: str, dataset_path: str = "", segment_length: int = 4000, *,
+                 sampling_rate: int = 22050, filter_length: int = 1024, hop_length: int = 256,
+                 win_length: int = 1024, n_mel_channels: int = 80, mel_fmin: float = 0.0,
+                 mel_fmax: float = 8000.0, check: bool = True):
+        if segment_length <= filter_length // 2:
+            raise ValueError(f"segment_length {segment_length} is too short for an STFT with "
+                             f"filter_length {filter_length} (need more than {filter_length // 2})")
+        self.filelist = filelist
+        self.segment_length = segment_length
+        self.sampling_rate = sampling_rate
+        self.entries: list[FileEntry] = load_filelist(filelist, dataset_path)
+        self.stft = TacotronSTFT(filter_length, hop_length, win_length, n_mel_channels,
+                                 sampling_rate, mel_fmin, mel_fmax)
+        if check:
+            raise_problems(self.problems())
+
+    @classmethod
+    def from_args(cls, filelist: str, args: argparse.Namespace, check: bool = True
+                  ) -> "MelAudioDataset":
+        """Build from train.py's parsed flags (data, audio, --segment-length, --n-mel-channels)."""
+        return cls(filelist, args.dataset_path, args.segment_length,
+                   sampling_rate=args.sampling_rate, filter_length=args.filter_length,
+                   hop_length=args.hop_length, win_length=args.win_length,
+                   n_mel_channels=args.n_mel_channels, mel_fmin=args.mel_fmin,
+                   mel_fmax=args.mel_fmax, check=check)
+
+    def problems(self) -> list[str]:
+        """One ``"<filelist>:<line>: <problem>"`` string per bad entry; reads headers only."""
+        found = []
+        for entry in self.entries:
+            try:
+                check_wav(entry.path, self.sampling_rate)
+            except AudioError as err:
+                found.append(f"{entry.source}:{entry.line}: {err}")
+        return found
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        audio = load_wav(self.entries[index].path, self.sampling_rate)
+        audio = random_segment(audio, self.segment_length)
+        with torch.no_grad():
+            mel = self.stft.mel_spectrogram(audio)
+        return mel, audio
+
+
+def random_segment(audio: Tensor, segment_length: int) -> Tensor:
+    """A uniformly placed crop of ``segment_length`` samples, or the clip zero-padded to it."""
+    if audio.size(0) < segment_length:
+        return F.pad(audio, (0, segment_length - audio.size(0)))
+    start = int(torch.randint(0, audio.size(0) - segment_length + 1, (1,)))
+    return audio[start:start + segment_length]
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Raise one DataError whose first line counts the problems and whose next lines list them."""
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) in the WaveGlow data:\n" + "\n".join(problems))
+
+
+def collate_fn(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Stack equal-length items into ``(mel [B, n_mel, frames], audio [B, segment_length])``."""
+    mels, audios = zip(*batch)
+    return torch.stack(mels), torch.stack(audios)
+
+
+def batch_to_device(batch: tuple[Tensor, Tensor], device: torch.device | str
+                    ) -> tuple[tuple[Tensor, Tensor], Tensor, dict[str, int]]:
+    """``(mel, audio)`` -> ``(inputs=(mel, audio), targets=audio, counts={'items': samples})``."""
+    mel, audio = batch
+    counts = {"items": audio.numel()}
+    mel = mel.to(device, non_blocking=True)
+    audio = audio.to(device, non_blocking=True)
+    return (mel, audio), audio, counts

@@ -1,0 +1,293 @@
+"""WaveGlow (Prenger et al., 2019) as in NVIDIA's DLE recipe (reference-dle c.2).
+
+State-dict names, order and shapes equal NVIDIA's checkpoints: per-layer ``cond_layers`` and the
+legacy weight-norm parameters ``weight_g``/``weight_v``. The audio path (z, the 1x1 convolutions,
+the affine coupling) always runs in float32; only the WaveNet-like ``WN`` blocks follow autocast
+or the module dtype, which keeps log-determinants and the inverse exact under mixed precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The recipe hard-codes the upsampler: kernel 1024, stride = hop 256.
+UPSAMPLE_KERNEL = 1024
+UPSAMPLE_STRIDE = 256
+
+
+def _norm_per_output(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm over all dims but the first, shaped ``[out, 1, 1]`` (legacy ``weight_g``)."""
+    return weight.float().norm(dim=tuple(range(1, weight.dim())), keepdim=True).to(weight.dtype)
+
+
+class WeightNormConv1d(nn.Conv1d):
+    """``Conv1d`` with weight norm under the legacy names ``weight_g`` ``[out,1,1]`` and ``weight_v``.
+
+    Equivalent to ``torch.nn.utils.weight_norm(conv)`` (same parameters, same registration order
+    ``bias, weight_g, weight_v``) without its deprecation warning. :meth:`fold` turns the pair into
+    a plain ``weight``. Either form loads a state dict saved by the other.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        weight = self.weight.detach()
+        del self._parameters["weight"]
+        self.weight_g = nn.Parameter(_norm_per_output(weight))
+        self.weight_v = nn.Parameter(weight.clone())
+        self.folded = False
+
+    def effective_weight(self) -> torch.Tensor:
+        """``g * v / ||v||`` (or the folded weight)."""
+        if self.folded:
+            return self.weight
+        return torch._weight_norm(self.weight_v, self.weight_g, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Replace ``weight_g``/``weight_v`` by the ``weight`` they define (for inference)."""
+        if self.folded:
+            return
+        weight = torch._weight_norm(self.weight_v.float(), self.weight_g.float(), 0)
+        weight = weight.to(self.weight_v.dtype)
+        del self._parameters["weight_g"], self._parameters["weight_v"]
+        self.weight = nn.Parameter(weight)
+        self.folded = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        w, g, v = prefix + "weight", prefix + "weight_g", prefix + "weight_v"
+        # Module.load_state_dict passes a copy, so rewriting the keys here is safe.
+        if self.folded and g in state_dict and v in state_dict and w not in state_dict:
+            g_value, v_value = state_dict.pop(g), state_dict.pop(v)
+            state_dict[w] = torch._weight_norm(v_value.float(), g_value.float(), 0)
+        elif not self.folded and w in state_dict and g not in state_dict and v not in state_dict:
+            weight = state_dict.pop(w)
+            state_dict[v] = weight
+            state_dict[g] = _norm_per_output(weight.float())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class Invertible1x1Conv(nn.Module):
+    """Channel mixing ``z -> W z`` with an orthogonal (det > 0) initial ``W``; float32 throughout."""
+
+    def __init__(self, n_channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(n_channels, n_channels, kernel_size=1, bias=False)
+        with torch.no_grad():
+            weight = torch.linalg.qr(torch.randn(n_channels, n_channels, device="cpu"))[0]
+            if torch.det(weight) < 0:
+                weight[:, 0] = -weight[:, 0]
+            self.conv.weight.copy_(weight.unsqueeze(-1))
+        self._inverse_key: tuple | None = None
+        self._inverse: torch.Tensor | None = None
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z [B, c, T] -> (W z [B, c, T] float32, B * T * log|det W| float32 scalar)``."""
+        batch_size, _, n_steps = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            weight = self.conv.weight.squeeze(-1).float()
+            # matmul, not conv1d: cuDNN may run float32 convolutions in TF32.
+            z = torch.matmul(weight, z.float())
+            log_det_w = torch.linalg.slogdet(weight)[1] * (batch_size * n_steps)
+        return z, log_det_w
+
+    def inverse_weight(self) -> torch.Tensor:
+        """``W^-1`` in float32, cached until the weight changes (in-place update, load, move)."""
+        weight = self.conv.weight
+        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype)
+        if key != self._inverse_key or self._inverse is None:
+            # A normal (not inference-mode) tensor, so later autograd-enabled calls may use it.
+            with torch.inference_mode(False), torch.no_grad():
+                self._inverse = torch.linalg.inv_ex(weight.detach().squeeze(-1).float())[0]
+            self._inverse_key = key
+        return self._inverse
+
+    def reverse(self, z: torch.Tensor) -> torch.Tensor:
+        """``W^-1 z`` in float32."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return torch.matmul(self.inverse_weight(), z.float())
+
+
+class WN(nn.Module):
+    """WaveNet-like coupling network: ``(audio half [B, n_in, T], cond [B, n_cond, T]) -> [B, 2 n_in, T]``.
+
+    Output channels ``[:n_in]`` are the shift b, ``[n_in:]`` the log-scale log_s.
+    """
+
+    def __init__(self, n_in_channels: int, n_cond_channels: int, n_layers: int, n_channels: int,
+                 kernel_size: int):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"WN kernel_size must be odd, got {kernel_size}")
+        self.n_layers = n_layers
+        self.n_channels = n_channels
+        # Registration order fixes the state-dict order: in, res_skip, cond, start, end.
+        self.in_layers = nn.ModuleList()
+        self.res_skip_layers = nn.ModuleList()
+        self.cond_layers = nn.ModuleList()
+        self.start = WeightNormConv1d(n_in_channels, n_channels, 1)
+        # Zero init: every coupling starts as the identity.
+        self.end = nn.Conv1d(n_channels, 2 * n_in_channels, 1)
+        nn.init.zeros_(self.end.weight)
+        nn.init.zeros_(self.end.bias)
+        for i in range(n_layers):
+            dilation = 2 ** i
+            padding = (kernel_size * dilation - dilation) // 2
+            self.in_layers.append(WeightNormConv1d(n_channels, 2 * n_channels, kernel_size,
+                                                   dilation=dilation, padding=padding))
+            self.cond_layers.append(WeightNormConv1d(n_cond_channels, 2 * n_channels, 1))
+            res_skip_channels = 2 * n_channels if i < n_layers - 1 else n_channels
+            self.res_skip_layers.append(WeightNormConv1d(n_channels, res_skip_channels, 1))
+
+    def _all_conditioning(self, cond: torch.Tensor) -> torch.Tensor:
+        """Every layer's ``cond_layer(cond) + in_layer bias`` from one convolution ``[B, L*2C, T]``."""
+        weight = torch.cat([layer.effective_weight() for layer in self.cond_layers])
+        bias = torch.cat([c.bias + i.bias for c, i in zip(self.cond_layers, self.in_layers)])
+        return F.conv1d(cond, weight, bias)
+
+    def forward(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        n_channels = self.n_channels
+        x = self.start(audio)
+        conditioning = self._all_conditioning(cond).split(2 * n_channels, dim=1)
+        skip = None
+        for i in range(self.n_layers):
+            in_layer = self.in_layers[i]
+            # in_layer's bias is already in `conditioning`.
+            in_act = in_layer._conv_forward(x, in_layer.effective_weight(), None) + conditioning[i]
+            acts = torch.tanh(in_act[:, :n_channels]) * torch.sigmoid(in_act[:, n_channels:])
+            res_skip = self.res_skip_layers[i](acts)
+            if i < self.n_layers - 1:
+                x = x + res_skip[:, :n_channels]
+                res_skip = res_skip[:, n_channels:]
+            skip = res_skip if skip is None else skip + res_skip
+        return self.end(skip)
+
+
+class WaveGlow(nn.Module):
+    """Flow from audio to Gaussian noise conditioned on a log-mel spectrogram."""
+
+    def __init__(self, n_mel_channels: int, n_flows: int, n_group: int, n_early_every: int,
+                 n_early_size: int, WN_config: dict):
+        super().__init__()
+        if n_group % 2 != 0:
+            raise ValueError(f"n_group must be even, got {n_group}")
+        self.upsample = nn.ConvTranspose1d(n_mel_channels, n_mel_channels, UPSAMPLE_KERNEL,
+                                           stride=UPSAMPLE_STRIDE)
+        self.n_flows = n_flows
+        self.n_group = n_group
+        self.n_early_every = n_early_every
+        self.n_early_size = n_early_size
+        self.WN = nn.ModuleList()
+        self.convinv = nn.ModuleList()
+        n_remaining = n_group
+        for k in range(n_flows):
+            if self._splits_before(k):
+                n_remaining -= n_early_size
+            self.convinv.append(Invertible1x1Conv(n_remaining))
+            self.WN.append(WN(n_remaining // 2, n_mel_channels * n_group, **WN_config))
+        self.n_remaining_channels = n_remaining
+
+    def _splits_before(self, k: int) -> bool:
+        return k > 0 and k % self.n_early_every == 0
+
+    def _conditioning(self, mel: torch.Tensor, n_samples: int | None) -> torch.Tensor:
+        """``mel [B, n_mel, F]`` -> grouped upsampled mel ``[B, n_mel * n_group, T']`` (contiguous).
+
+        ``n_samples``: crop to the training audio length; None: cut the transposed convolution's
+        tail (kernel - stride samples) so F frames give ``stride * F`` samples.
+        """
+        upsampled = self.upsample(mel)
+        if n_samples is None:
+            upsampled = upsampled[:, :, :upsampled.size(2) - (UPSAMPLE_KERNEL - UPSAMPLE_STRIDE)]
+        else:
+            if upsampled.size(2) < n_samples:
+                raise ValueError(f"{mel.size(2)} mel frames upsample to {upsampled.size(2)} samples, "
+                                 f"fewer than the {n_samples} audio samples")
+            upsampled = upsampled[:, :, :n_samples]
+        batch_size, n_mel, _ = upsampled.shape
+        grouped = upsampled.unfold(2, self.n_group, self.n_group)  # [B, n_mel, T', group]
+        # Channel index = mel_channel * n_group + position, as NVIDIA's weights expect.
+        grouped = grouped.permute(0, 1, 3, 2).reshape(batch_size, n_mel * self.n_group, -1)
+        return grouped.contiguous()
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """``(mel [B, n_mel, F], audio [B, L])`` -> ``(z [B, n_group, L / n_group], log_s_list, log_det_W_list)``.
+
+        z is float32 and holds the early outputs first (in split order), then the last channels.
+        """
+        mel, audio = inputs
+        n_samples = audio.size(1) - audio.size(1) % self.n_group
+        cond = self._conditioning(mel, n_samples)
+        audio = audio[:, :n_samples].float().unfold(1, self.n_group, self.n_group).permute(0, 2, 1)
+        early_outputs, log_s_list, log_det_w_list = [], [], []
+        for k in range(self.n_flows):
+            if self._splits_before(k):
+                early_outputs.append(audio[:, :self.n_early_size])
+                audio = audio[:, self.n_early_size:]
+            audio, log_det_w = self.convinv[k](audio)
+            log_det_w_list.append(log_det_w)
+            n_half = audio.size(1) // 2
+            audio_0, audio_1 = audio[:, :n_half], audio[:, n_half:]
+            output = self.WN[k](audio_0.to(cond.dtype), cond).float()
+            shift, log_s = output[:, :n_half], output[:, n_half:]
+            audio_1 = torch.exp(log_s) * audio_1 + shift
+            log_s_list.append(log_s)
+            audio = torch.cat([audio_0, audio_1], dim=1)
+        early_outputs.append(audio)
+        return torch.cat(early_outputs, dim=1), log_s_list, log_det_w_list
+
+    def reverse(self, mel: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Invert the flow: ``mel [B, n_mel, F]``, ``z [B, n_group, stride*F / n_group]`` -> audio ``[B, stride*F]``.
+
+        z is laid out as :meth:`forward` returns it, so ``reverse(mel, forward((mel, audio))[0])``
+        gives back ``audio`` (for audio of ``stride * F`` samples).
+        """
+        cond = self._conditioning(mel, None)
+        if z.shape != (cond.size(0), self.n_group, cond.size(2)):
+            raise ValueError(f"z must have shape {(cond.size(0), self.n_group, cond.size(2))} "
+                             f"for this mel, got {tuple(z.shape)}")
+        z = z.float()
+        n_taken = self.n_group - self.n_remaining_channels
+        audio = z[:, n_taken:]
+        for k in reversed(range(self.n_flows)):
+            n_half = audio.size(1) // 2
+            audio_0, audio_1 = audio[:, :n_half], audio[:, n_half:]
+            output = self.WN[k](audio_0.to(cond.dtype), cond).float()
+            shift, log_s = output[:, :n_half], output[:, n_half:]
+            audio_1 = (audio_1 - shift) * torch.exp(-log_s)
+            audio = self.convinv[k].reverse(torch.cat([audio_0, audio_1], dim=1))
+            if self._splits_before(k):
+                audio = torch.cat([z[:, n_taken - self.n_early_size:n_taken], audio], dim=1)
+                n_taken -= self.n_early_size
+        return audio.permute(0, 2, 1).reshape(audio.size(0), -1)
+
+    def infer(self, mel: torch.Tensor, sigma: float = 1.0, z: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Synthesise audio ``[B, stride * F]`` (float32) from ``mel [B, n_mel, F]``.
+
+        z defaults to ``sigma * N(0, 1)``; pass it to make the output deterministic.
+        """
+        if z is None:
+            n_steps = mel.size(2) * UPSAMPLE_STRIDE // self.n_group
+            z = sigma * torch.randn(mel.size(0), self.n_group, n_steps, device=mel.device)
+        return self.reverse(mel, z)
+
+    def remove_weightnorm(self) -> "WaveGlow":
+        """Fold every weight norm into a plain ``weight`` (638 state-dict entries); outputs unchanged.
+
+        Also callable NVIDIA's way, ``WaveGlow.remove_weightnorm(model)``.
+        """
+        for module in self.modules():
+            if isinstance(module, WeightNormConv1d):
+                module.fold()
+        return self
+
+
+def remove_weightnorm(model: WaveGlow) -> WaveGlow:
+    """Function form of :meth:`WaveGlow.remove_weightnorm`."""
+    return model.remove_weightnorm()
