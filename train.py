@@ -56,7 +56,8 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
     add_bool_flag(parser, "--dynamic-loss-scaling", default=True,
                   help="accepted for old scripts; loss scaling is always dynamic")
-    parser.add_argument("-lr", "--learning-rate", type=float, required=True)
+    parser.add_argument("-lr", "--learning-rate", type=float, default=None,
+                        help="Tacotron 2: 1e-3, WaveGlow: 1e-4 when not given")
     parser.add_argument("--weight-decay", type=float, default=1e-6)
     parser.add_argument("--grad-clip-thresh", type=float, default=1.0, help="max gradient norm")
     parser.add_argument("-bs", "--batch-size", type=int, required=True, help="per process")

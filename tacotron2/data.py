@@ -120,7 +120,7 @@ def _where(entry: FileEntry) -> str:
 def raise_problems(problems: list[str]) -> None:
     """Raise one DataError whose first line counts the problems and whose next lines list them."""
     if problems:
-        raise DataError(f"{len(problems)} problem(s) in the training data:\n" + "\n".join(problems))
+        raise DataError(f"{len(problems)} problem(s) in the data filelists:\n" + "\n".join(problems))
 
 
 class TextMelCollate:

@@ -179,7 +179,7 @@ class Decoder(nn.Module):
                             state.attention_weights_cum + weights, context)
 
     def _prepare(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
+        pad_mask = ~lengths_to_mask(memory_lengths.to(memory.device), memory.size(1))
         processed_memory = self.attention_layer.memory_layer(memory)
         location_weight = self.attention_layer.location_layer.merged_weight()
         return pad_mask, processed_memory, location_weight

@@ -5,15 +5,18 @@ estimate the frames from the text length (LJSpeech reads about 13-15 characters 
 6-7 mel frames per character at 22050 Hz / hop 256) and split before the estimate gets close to
 the limit: first between sentences, then between clauses (after , ; :), then between words.
 Consecutive pieces are packed greedily, so chunks are as long as the limit allows.
+
+Also here: reading an inference input file into numbered lines, and a line into symbol-id chunks.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Callable
 
-from common.errors import TextError
+from common.errors import TextError, UserError
 from tacotron2.text import clean_text, text_to_sequence
 
 # Upper end of LJSpeech's speaking rate, at the reference frame rate (22050 / 256 frames/s).
@@ -25,9 +28,9 @@ FILL = 0.8
 # A word: non-space characters, where an ARPAbet group such as {HH AH0 L OW1} counts as one
 # piece even though it contains spaces (splitting inside the braces would break the phones).
 _WORD = re.compile(r"(?:\{[^}]*\}|[^\s{])+|\{[^}]*$")
-# Closing quotes/brackets may follow the punctuation that ends a sentence or clause.
 # Units of a hard cut: a closed ARPAbet group or one character.
 _UNIT = re.compile(r"\{[^}]*\}|.", re.DOTALL)
+# Closing quotes/brackets may follow the punctuation that ends a sentence or clause.
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _CLAUSE_END = re.compile(r"[,;:][\"')\]]*$")
 
@@ -155,3 +158,25 @@ def line_to_chunks(line: str, max_chars: int, cleaner_names: list[str] | str = (
         raise TextError(f"{where}nothing left to say after cleaning {line.strip()[:60]!r} "
                         f"(expected letters or {{ARPAbet}} phones)")
     return chunks
+
+
+def read_text_lines(path: str) -> tuple[list[tuple[int, str]], list[int]]:
+    """An input text file -> (non-blank lines as (0-based line index, text), indices of blank lines).
+
+    Only newline characters end lines (so numbers match editors); carriage returns and a UTF-8 BOM
+    are dropped.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: input file not found (expected a text file, one utterance per line)")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a blank one
+    blank = [i for i, line in enumerate(lines) if not line.strip()]
+    if len(blank) == len(lines):
+        raise UserError(f"{path}: no text (expected one utterance per line)")
+    return [(i, line) for i, line in enumerate(lines) if line.strip()], blank

@@ -201,12 +201,15 @@ def test_one_frame_utterances(ckpts, tmp_path, vocoder):
     assert [soundfile.info(os.path.join(out, f)).frames for f in wav_files(out)] == [HOP, HOP]
 
 
-def test_same_seed_same_audio(ckpts, tmp_path):
-    outs = [run(ckpts, tmp_path, out=f"out{i}", extra=["--seed", str(seed)])[1]
-            for i, seed in enumerate([7, 7, 8])]
+def test_same_seed_same_audio(ckpts, tmp_path, capsys):
+    """Seeding follows the warm-up, so warming up does not change the audio; an old command line's
+    --wn-channels is ignored when the checkpoint has a config."""
+    runs = [["--seed", "7"], ["--seed", "7", "--include-warmup", "--wn-channels", "256"], ["--seed", "8"]]
+    outs = [run(ckpts, tmp_path, out=f"out{i}", extra=extra)[1] for i, extra in enumerate(runs)]
     audio = [load_wav(os.path.join(out, "audio_1.wav")) for out in outs]
     assert torch.equal(audio[0], audio[1])
     assert not torch.equal(audio[0], audio[2])
+    assert "--wn-channels ignored" in capsys.readouterr().out
 
 
 def test_griffin_lim_needs_no_waveglow(ckpts, tmp_path):

@@ -1,12 +1,14 @@
 """Splitting long input lines for Tacotron 2 (tacotron2/text_split.py)."""
 
 import math
+import warnings
 
 import pytest
 
+from common.errors import TextError, UserError
 from tacotron2.text import clean_text, text_to_sequence
-from tacotron2.text_split import (FRAMES_PER_CHAR, estimate_frames, frames_per_char, max_chunk_chars,
-                                  split_text)
+from tacotron2.text_split import (FRAMES_PER_CHAR, estimate_frames, frames_per_char, line_to_chunks,
+                                  max_chunk_chars, read_text_lines, split_text)
 
 TEXT = ("Hello there, my friend. How are you today? I am fine; thanks: "
         "a lot {HH AH0 L OW1} superlongwordthatneverends.")
@@ -88,3 +90,43 @@ def test_frame_estimates():
 def test_invalid_max_chars():
     with pytest.raises(ValueError):
         split_text("abc", 0)
+
+
+def test_line_to_chunks_gives_symbol_ids_per_chunk():
+    line = "One two, three four. Five six."
+    chunks = line_to_chunks(line, 11)
+    assert chunks == [text_to_sequence(piece) for piece in ("One two,", "three four.", "Five six.")]
+    assert line_to_chunks(line, 100) == [text_to_sequence(line)]
+
+
+def test_line_to_chunks_measures_cleaned_text():
+    # "Dr." cleans to "doctor": 10 raw characters but 14 cleaned ones.
+    assert len(line_to_chunks("Dr. Smith.", 12)) == 2
+    assert len(line_to_chunks("Mx. Smith.", 12)) == 1
+
+
+def test_line_to_chunks_nothing_to_say():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the dropped '~' (reported once per process)
+        with pytest.raises(TextError, match=r"^in\.txt:3: nothing left to say"):
+            line_to_chunks("~~ ~", 100, source="in.txt:3")
+
+
+def test_read_text_lines(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes("\ufeffFirst line\r\n\r\n  \nFourth\n".encode("utf-8"))
+    lines, blank = read_text_lines(str(path))
+    assert lines == [(0, "First line"), (3, "Fourth")]
+    assert blank == [1, 2]
+    path.write_text("no final newline")
+    assert read_text_lines(str(path)) == ([(0, "no final newline")], [])
+
+
+@pytest.mark.parametrize("content,message", [(None, "not found"), (b"", "no text"), (b"\n \n", "no text"),
+                                             (b"\xff\xfe bad", "not UTF-8")])
+def test_read_text_lines_errors(tmp_path, content, message):
+    path = tmp_path / "in.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_text_lines(str(path))

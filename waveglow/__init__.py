@@ -18,9 +18,9 @@ __all__ = [
 
 NAME = "WaveGlow"
 
-# The recipe's WaveGlow runs pass their lr/weight-decay/clipping on the command line, so
-# train.py's general defaults stand.
-training_defaults: dict = {}
+# The recipe's WaveGlow settings: no weight decay and clipping effectively off (FLT_MAX).
+training_defaults: dict = {"learning_rate": 1e-4, "weight_decay": 0.0,
+                           "grad_clip_thresh": 3.4028234663852886e+38}
 
 
 def build_model(config: dict) -> WaveGlow:

@@ -27,7 +27,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    """The recipe's WaveGlow config dict (``WaveGlow(**config)``; stored as ``checkpoint['config']``)."""
+    """The recipe's config dict: ``WaveGlow(**config)``, stored as ``checkpoint['config']``."""
     return {
         "n_mel_channels": args.n_mel_channels,
         "n_flows": args.flows,

@@ -9,7 +9,7 @@ from torch import nn
 class WaveGlowLoss(nn.Module):
     """``(sum z^2 / (2 sigma^2) - sum log_s - sum log_det_W) / (B * n_group * T')``, in float32.
 
-    Without the Gaussian's constant, so a trained model reports negative values (about -5.7 .. -6.1).
+    Without the Gaussian's constant, so a trained model reports negative values (-5.7 .. -6.1).
     """
 
     def __init__(self, sigma: float = 1.0):
@@ -17,7 +17,8 @@ class WaveGlowLoss(nn.Module):
         self.sigma = sigma
 
     def forward(self, model_output: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]],
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``targets`` (the clean audio) is unused, as in the recipe; terms are per-sample means."""
         z, log_s_list, log_det_w_list = model_output
         z = z.float()

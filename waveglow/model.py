@@ -2,8 +2,9 @@
 
 State-dict names, order and shapes equal NVIDIA's checkpoints: per-layer ``cond_layers`` and the
 legacy weight-norm parameters ``weight_g``/``weight_v``. The audio path (z, the 1x1 convolutions,
-the affine coupling) always runs in float32; only the WaveNet-like ``WN`` blocks follow autocast
-or the module dtype, which keeps log-determinants and the inverse exact under mixed precision.
+the affine coupling) always runs in float32; only the mel upsampler and the WaveNet-like ``WN``
+blocks follow autocast or the module dtype, which keeps log-determinants and the inverse exact
+under mixed precision.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _norm_per_output(weight: torch.Tensor) -> torch.Tensor:
 
 
 class WeightNormConv1d(nn.Conv1d):
-    """``Conv1d`` with weight norm under the legacy names ``weight_g`` ``[out,1,1]`` and ``weight_v``.
+    """``Conv1d`` with weight norm under the legacy names ``weight_g`` [out,1,1] and ``weight_v``.
 
     Equivalent to ``torch.nn.utils.weight_norm(conv)`` (same parameters, same registration order
     ``bias, weight_g, weight_v``) without its deprecation warning. :meth:`fold` turns the pair into
@@ -72,7 +73,7 @@ class WeightNormConv1d(nn.Conv1d):
 
 
 class Invertible1x1Conv(nn.Module):
-    """Channel mixing ``z -> W z`` with an orthogonal (det > 0) initial ``W``; float32 throughout."""
+    """Channel mixing ``z -> W z``, W initially a rotation (orthogonal, det > 0); float32."""
 
     def __init__(self, n_channels: int):
         super().__init__()
@@ -96,15 +97,26 @@ class Invertible1x1Conv(nn.Module):
         return z, log_det_w
 
     def inverse_weight(self) -> torch.Tensor:
-        """``W^-1`` in float32, cached until the weight changes (in-place update, load, move)."""
+        """``W^-1`` in float32; in eval mode cached until the weight changes.
+
+        A change is seen through the weight's version counter (in-place updates, load_state_dict)
+        and its storage (``.to()``). Fused optimizers update in place without bumping the counter,
+        so training mode never caches and ``train()``/``eval()`` drop the cache.
+        """
         weight = self.conv.weight
         key = (weight._version, weight.data_ptr(), weight.device, weight.dtype)
-        if key != self._inverse_key or self._inverse is None:
+        if self.training or key != self._inverse_key or self._inverse is None:
             # A normal (not inference-mode) tensor, so later autograd-enabled calls may use it.
             with torch.inference_mode(False), torch.no_grad():
-                self._inverse = torch.linalg.inv_ex(weight.detach().squeeze(-1).float())[0]
-            self._inverse_key = key
+                inverse = torch.linalg.inv_ex(weight.detach().squeeze(-1).float())[0]
+            if self.training:
+                return inverse
+            self._inverse, self._inverse_key = inverse, key
         return self._inverse
+
+    def train(self, mode: bool = True) -> "Invertible1x1Conv":
+        self._inverse_key, self._inverse = None, None
+        return super().train(mode)
 
     def reverse(self, z: torch.Tensor) -> torch.Tensor:
         """``W^-1 z`` in float32."""
@@ -113,7 +125,7 @@ class Invertible1x1Conv(nn.Module):
 
 
 class WN(nn.Module):
-    """WaveNet-like coupling network: ``(audio half [B, n_in, T], cond [B, n_cond, T]) -> [B, 2 n_in, T]``.
+    """WaveNet-like coupling net: ``(audio [B, n_in, T], cond [B, n_cond, T]) -> [B, 2 n_in, T]``.
 
     Output channels ``[:n_in]`` are the shift b, ``[n_in:]`` the log-scale log_s.
     """
@@ -144,9 +156,19 @@ class WN(nn.Module):
             self.res_skip_layers.append(WeightNormConv1d(n_channels, res_skip_channels, 1))
 
     def _all_conditioning(self, cond: torch.Tensor) -> torch.Tensor:
-        """Every layer's ``cond_layer(cond) + in_layer bias`` from one convolution ``[B, L*2C, T]``."""
-        weight = torch.cat([layer.effective_weight() for layer in self.cond_layers])
-        bias = torch.cat([c.bias + i.bias for c, i in zip(self.cond_layers, self.in_layers)])
+        """Every layer's ``cond_layer(cond) + in_layer bias`` from one convolution ``[B, L*2C, T]``.
+
+        One wide GEMM instead of n_layers narrow ones; few kernel launches (the norm is per output
+        channel, so normalising the concatenation equals concatenating the normalised weights).
+        """
+        layers = self.cond_layers
+        if any(layer.folded for layer in layers):
+            weight = torch.cat([layer.effective_weight() for layer in layers])
+        else:
+            weight = torch._weight_norm(torch.cat([layer.weight_v for layer in layers]),
+                                        torch.cat([layer.weight_g for layer in layers]), 0)
+        bias = (torch.cat([layer.bias for layer in self.cond_layers])
+                + torch.cat([layer.bias for layer in self.in_layers]))
         return F.conv1d(cond, weight, bias)
 
     def forward(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -205,8 +227,8 @@ class WaveGlow(nn.Module):
             upsampled = upsampled[:, :, :upsampled.size(2) - (UPSAMPLE_KERNEL - UPSAMPLE_STRIDE)]
         else:
             if upsampled.size(2) < n_samples:
-                raise ValueError(f"{mel.size(2)} mel frames upsample to {upsampled.size(2)} samples, "
-                                 f"fewer than the {n_samples} audio samples")
+                raise ValueError(f"{mel.size(2)} mel frames upsample to {upsampled.size(2)} "
+                                 f"samples, fewer than the {n_samples} audio samples")
             upsampled = upsampled[:, :, :n_samples]
         batch_size, n_mel, _ = upsampled.shape
         grouped = upsampled.unfold(2, self.n_group, self.n_group)  # [B, n_mel, T', group]
@@ -216,9 +238,10 @@ class WaveGlow(nn.Module):
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]
                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """``(mel [B, n_mel, F], audio [B, L])`` -> ``(z [B, n_group, L / n_group], log_s_list, log_det_W_list)``.
+        """``(mel [B, n_mel, F], audio [B, L])`` -> ``(z, log_s_list, log_det_W_list)``.
 
-        z is float32 and holds the early outputs first (in split order), then the last channels.
+        z ``[B, n_group, L / n_group]`` is float32 and holds the early outputs first (in split
+        order), then the remaining channels. log_s and log-determinants are float32 as well.
         """
         mel, audio = inputs
         n_samples = audio.size(1) - audio.size(1) % self.n_group
@@ -242,7 +265,7 @@ class WaveGlow(nn.Module):
         return torch.cat(early_outputs, dim=1), log_s_list, log_det_w_list
 
     def reverse(self, mel: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Invert the flow: ``mel [B, n_mel, F]``, ``z [B, n_group, stride*F / n_group]`` -> audio ``[B, stride*F]``.
+        """Invert the flow: ``(mel [B, n_mel, F], z [B, n_group, 256 F / n_group]) -> [B, 256 F]``.
 
         z is laid out as :meth:`forward` returns it, so ``reverse(mel, forward((mel, audio))[0])``
         gives back ``audio`` (for audio of ``stride * F`` samples).
@@ -278,7 +301,7 @@ class WaveGlow(nn.Module):
         return self.reverse(mel, z)
 
     def remove_weightnorm(self) -> "WaveGlow":
-        """Fold every weight norm into a plain ``weight`` (638 state-dict entries); outputs unchanged.
+        """Fold each weight norm into a plain ``weight`` (638 state-dict entries); same outputs.
 
         Also callable NVIDIA's way, ``WaveGlow.remove_weightnorm(model)``.
         """

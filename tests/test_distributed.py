@@ -1,0 +1,147 @@
+"""Multi-process training on CPU (gloo, 127.0.0.1): DDP equals one process, world-size-free
+checkpoints, clean stop on SIGTERM, and a dying rank ending the job."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from common.checkpoint import load_checkpoint
+from training_helpers import REPO, env_without_gpu, read_log, values, waveglow_args, write_noise_clips
+
+SEGMENT = 2048
+
+
+def launch(args: list[str], nproc: int, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "multiproc", "--nproc", str(nproc), "train.py", *args]
+    return subprocess.Popen(command, cwd=REPO, env=env_without_gpu(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def run(args: list[str], nproc: int) -> str:
+    process = launch(args, nproc)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return output
+
+
+def final_weights(output: Path) -> dict:
+    return load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return folder, write_noise_clips(folder, n_clips=8, n_samples=SEGMENT)
+
+
+@pytest.fixture(scope="module")
+def single_process_run(clips, tmp_path_factory):
+    output = tmp_path_factory.mktemp("single")
+    assert train.main(waveglow_args(output, *clips, 2, 4, SEGMENT)) == 0
+    return output
+
+
+def test_two_processes_match_one_process_on_the_same_global_batch(clips, single_process_run, tmp_path):
+    output = tmp_path / "ddp"
+    run(waveglow_args(output, *clips, 2, 2, SEGMENT), nproc=2)
+    assert_same_weights(final_weights(output), final_weights(single_process_run))
+    # Only rank 0 logs: one record per step, with the loss averaged and items summed over ranks.
+    log = read_log(output / "nvlog.json")
+    assert [step for step, _ in values(log, "train_iter_loss")] == [(e, i) for e in (0, 1) for i in (0, 1)]
+    single_log = read_log(single_process_run / "nvlog.json")
+    ddp_losses = [v for _, v in values(log, "train_iter_loss")]
+    single_losses = [v for _, v in values(single_log, "train_iter_loss")]
+    assert ddp_losses == pytest.approx(single_losses, rel=1e-4, abs=1e-5)
+    items = [v * t for (_, v), (_, t) in zip(values(log, "train_iter_items/sec"), values(log, "train_iter_time"))]
+    assert items == pytest.approx([4 * SEGMENT] * 4)
+    assert sorted(p.name for p in output.glob("checkpoint_*")) == [
+        "checkpoint_WaveGlow_0.pt", "checkpoint_WaveGlow_1.pt", "checkpoint_WaveGlow_last.pt"]
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process_and_back(clips, single_process_run, tmp_path):
+    two_then_one, one_then_two = tmp_path / "two_then_one", tmp_path / "one_then_two"
+    run(waveglow_args(two_then_one, *clips, 1, 2, SEGMENT), nproc=2)
+    assert train.main(waveglow_args(two_then_one, *clips, 2, 4, SEGMENT, "--resume-from-last")) == 0
+    assert_same_weights(final_weights(two_then_one), final_weights(single_process_run))
+
+    assert train.main(waveglow_args(one_then_two, *clips, 1, 4, SEGMENT)) == 0
+    run(waveglow_args(one_then_two, *clips, 2, 2, SEGMENT, "--resume-from-last"), nproc=2)
+    assert_same_weights(final_weights(one_then_two), final_weights(single_process_run))
+
+
+def wait_for_log_key(log_file: Path, key: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_file.exists() and key in log_file.read_text(encoding="utf-8"):
+            return
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{key} never appeared in {log_file}")
+
+
+def test_sigterm_mid_epoch_writes_a_checkpoint_and_resume_continues(clips, tmp_path):
+    output = tmp_path / "preempted"
+    args = waveglow_args(output, *clips, 50, 1, SEGMENT)
+    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env_without_gpu(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_log_key(output / "nvlog.json", '"train_iter_loss"', process)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout
+    assert "Stopped by signal" in stdout
+    stopped = load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))
+    done_steps = stopped["iteration"]
+    assert 0 < done_steps < 50 * 8
+
+    resumed = waveglow_args(output, *clips, stopped["epoch"] + 2, 1, SEGMENT, "--resume-from-last")
+    assert train.main(resumed) == 0
+    steps = [step for step, _ in values(read_log(output / "nvlog.json"), "train_iter_loss")]
+    # Every step of the interrupted epoch and the next one ran exactly once.
+    epoch = stopped["epoch"]
+    assert sorted(s for s in steps if s[0] == epoch) == [(epoch, i) for i in range(8)]
+    assert sorted(s for s in steps if s[0] == epoch + 1) == [(epoch + 1, i) for i in range(8)]
+    assert load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))["iteration"] == 8 * (epoch + 2)
+
+
+def child_with_rank(parent_pid: int, rank: int) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if ppid == parent_pid and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find a worker")
+def test_a_dying_rank_ends_the_whole_job_with_the_rank_named(clips, tmp_path):
+    output = tmp_path / "crash"
+    process = launch(waveglow_args(output, *clips, 500, 1, SEGMENT), nproc=2)
+    wait_for_log_key(output / "nvlog.json", '"train_iter_loss"', process)
+    victim = child_with_rank(process.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    # torchrun's failure report names the rank that died and how.
+    assert re.search(r"rank\s*:\s*1\b", stdout) and "SIGKILL" in stdout, stdout
