@@ -4,16 +4,18 @@
 # with the repository; nothing is downloaded), synthesizes a sentence with them (and with
 # Griffin-Lim from the Tacotron 2 mel), and prints where the wavs, the alignment plot and the logs are.
 #
-#   bash scripts/demo.sh                 # about 6 minutes: 4 minutes of training, whatever the machine
+#   bash scripts/demo.sh                 # about 6 minutes (5 of them training), whatever the machine
 #   DEMO_QUICK=1 bash scripts/demo.sh    # two steps per model, tiny sizes: about a minute (CI)
 #
 # Environment: DEMO_OUTPUT (default demo_output/; the demo replaces its own subfolders there),
-# DEMO_QUICK (1: reduced mode), DEMO_TRAIN_SECONDS (training time budget; default 240),
+# DEMO_QUICK (1: reduced mode), DEMO_TRAIN_SECONDS (training time budget; default 300),
 # DEMO_TEXT (the sentence; default one of the training clips).
 #
 # Training stops when its time is up the way a preempted job does: SIGTERM, the step finishes,
 # checkpoint_<Model>_last.pt is written and train.py exits cleanly.
 set -euo pipefail
+# A relative DEMO_OUTPUT is taken from where the demo was started, not from the repository root.
+case ${DEMO_OUTPUT:-} in "" | /*) ;; *) DEMO_OUTPUT="$PWD/$DEMO_OUTPUT" ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # shellcheck source=scripts/setup.sh
@@ -21,7 +23,7 @@ source scripts/setup.sh
 
 OUT=${DEMO_OUTPUT:-demo_output}
 QUICK=${DEMO_QUICK:-0}
-TRAIN_SECONDS=${DEMO_TRAIN_SECONDS:-240}
+TRAIN_SECONDS=${DEMO_TRAIN_SECONDS:-300}
 TEXT=${DEMO_TEXT:-Still he resisted.}
 # Small models train fastest with one thread per process; more threads only fight over the cores.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -189,13 +189,16 @@ def test_mask_padding_masks_padded_frames_only():
     torch.testing.assert_close(masked[2][real], unmasked[2][real])  # same seed: same weights
 
 
-def test_autocast_bfloat16_keeps_attention_in_float32():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_attention_in_float32(dtype):
     model = small_model()
     inputs, targets, _ = batch_to_device(make_batch([5, 9, 3], [7, 12, 4]), "cpu")
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         outputs = model(inputs)
         loss, _ = Tacotron2Loss()(outputs, targets)
-    assert outputs[0].dtype == torch.bfloat16
+        mel, mel_lengths, _ = model.eval().infer(inputs[0], inputs[1])
+    assert outputs[0].dtype == dtype
+    assert torch.isfinite(mel).all() and mel_lengths.min() >= 1
     assert outputs[3].dtype == torch.float32
     torch.testing.assert_close(outputs[3].sum(-1), torch.ones(3, 12))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
@@ -226,8 +229,9 @@ def test_infer_stops_each_utterance_on_its_own_gate_in_caller_order():
     scripted_gate(other, [stops[i] for i in order])
     mel_o, mel_lengths_o, alignments_o = other.infer(text[order], torch.tensor(text_lengths)[order])
     assert mel_lengths_o.tolist() == [stops[i] for i in order]
-    torch.testing.assert_close(mel_o, mel[order], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(alignments_o, alignments[order], rtol=1e-4, atol=1e-5)
+    # row order changes BLAS blocking, so allow float rounding accumulated over the decoder steps
+    torch.testing.assert_close(mel_o, mel[order], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(alignments_o, alignments[order], rtol=1e-3, atol=1e-4)
 
 
 def test_infer_warns_at_max_decoder_steps():

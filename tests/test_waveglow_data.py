@@ -122,6 +122,13 @@ def test_build_datasets_checks_both_lists_at_once(tmp_path, tmp_wav):
     assert train_set[0][1].shape == (2048,)
 
 
+def test_too_short_segment_is_a_user_error(tmp_path, tmp_wav):
+    tmp_wav("a.wav", n_samples=5000)
+    with pytest.raises(DataError, match="--segment-length 400"):
+        MelAudioDataset(write_filelist(tmp_path / "list.txt", ["a.wav"]), str(tmp_path),
+                        segment_length=400)
+
+
 def test_collate_and_batch_to_device(tmp_path, tmp_wav):
     tmp_wav("a.wav", n_samples=5000)
     tmp_wav("b.wav", n_samples=1000)

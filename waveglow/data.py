@@ -28,8 +28,9 @@ class MelAudioDataset(torch.utils.data.Dataset):
                  win_length: int = 1024, n_mel_channels: int = 80, mel_fmin: float = 0.0,
                  mel_fmax: float = 8000.0, check: bool = True):
         if segment_length <= filter_length // 2:
-            raise ValueError(f"segment_length {segment_length} is too short for an STFT with "
-                             f"filter_length {filter_length} (need more than {filter_length // 2})")
+            raise DataError(f"--segment-length {segment_length} is too short for an STFT with "
+                            f"filter_length {filter_length} "
+                            f"(expected more than {filter_length // 2} samples)")
         self.filelist = filelist
         self.segment_length = segment_length
         self.sampling_rate = sampling_rate
