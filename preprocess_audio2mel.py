@@ -85,9 +85,10 @@ _worker_stft: TacotronSTFT | None = None
 _worker_rate = 22050
 
 
-def _init_worker(stft_kwargs: dict) -> None:
+def _init_worker(stft_kwargs: dict, pool_worker: bool = True) -> None:
     global _worker_stft, _worker_rate
-    torch.set_num_threads(1)  # one process per core does the parallelism
+    if pool_worker:
+        torch.set_num_threads(1)  # one process per core does the parallelism
     _worker_stft = TacotronSTFT(**stft_kwargs)
     _worker_rate = stft_kwargs["sampling_rate"]
 
@@ -103,7 +104,7 @@ def _run_job(job: MelJob) -> str | None:
 
 def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterator[str | None]:
     if num_workers <= 1 or len(todo) <= 1:
-        _init_worker(stft_kwargs)
+        _init_worker(stft_kwargs, pool_worker=False)
         yield from map(_run_job, todo)
         return
     with get_context("fork" if sys.platform == "linux" else "spawn").Pool(

@@ -24,6 +24,7 @@ import waveglow
 from common import checkpoint as ckpt_io
 from common import distributed
 from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args
+from common.audio import save_wav
 from common.errors import CheckpointError, UserError
 from common.logger import Logger
 from common.sampler import ResumableSampler
@@ -49,6 +50,9 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-path", default="", help="checkpoint to resume from")
     parser.add_argument("--resume-from-last", action="store_true",
                         help="resume from checkpoint_<model>_last.pt in --output when it exists")
+    parser.add_argument("--warm-start", default="", metavar="CKPT", help="take only the weights from CKPT")
+    parser.add_argument("--ignore-layers", nargs="*", default=["embedding.weight"], metavar="NAME",
+                        help="state-dict names (or module prefixes) --warm-start leaves at their fresh init")
     parser.add_argument("--fp16-run", "--amp", "--amp-run", dest="fp16_run", action="store_true",
                         help="mixed precision: float16 autocast with dynamic loss scaling")
     parser.add_argument("--bf16", action="store_true", help="mixed precision with bfloat16 autocast")
@@ -157,6 +161,60 @@ def find_resume_checkpoint(args) -> str | None:
     return None
 
 
+def choose_warm_start(args, resume_path: str | None) -> str | None:
+    """--warm-start excludes --checkpoint-path; a last checkpoint found by --resume-from-last wins, so a
+    preempted fine-tuning run continues with the command line that started it."""
+    if not args.warm_start:
+        return None
+    if args.checkpoint_path:
+        raise UserError(f"--warm-start {args.warm_start} and --checkpoint-path {args.checkpoint_path} "
+                        f"exclude each other (expected one: weights only, or a training state to resume)")
+    if resume_path:
+        print(f"Resuming {resume_path}; --warm-start {args.warm_start} is skipped", flush=True)
+        return None
+    return args.warm_start
+
+
+def warm_start(model, path: str, model_name: str, ignore_layers) -> list[str]:
+    """Copy `path`'s weights into `model` except the ignored layers -> the names kept at their fresh init."""
+    _, state_dict = ckpt_io.load_model_checkpoint(path, model_name)
+    own = model.state_dict()
+    fresh = [name for name in own if any(name == layer or name.startswith(layer + ".") for layer in ignore_layers)]
+    state_dict = {name: value for name, value in state_dict.items() if name not in fresh}
+    differ = [f"{name} {list(value.shape)} in the checkpoint, {list(own[name].shape)} here"
+              for name, value in state_dict.items() if name in own and value.shape != own[name].shape]
+    if differ:
+        more = f"; and {len(differ) - 5} more" if len(differ) > 5 else ""
+        raise CheckpointError(f"{path}: layer shapes differ from this {model_name}: "
+                              f"{'; '.join(differ[:5])}{more} (expected equal shapes, or these names in "
+                              f"--ignore-layers)")
+    try:
+        model.load_state_dict({**state_dict, **{name: own[name] for name in fresh}})
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: does not fit this {model_name}: "
+                              f"{' '.join(str(error).split())}") from None
+    return fresh
+
+
+def write_validation_report(package, model, first_val, args, device, epoch: int, iteration: int,
+                            logger) -> None:
+    """Rank 0: the package's figures and audio of a fixed validation utterance -> -o and TensorBoard."""
+    from common.plotting import save_png  # matplotlib is slow to import and needed only here
+
+    was_training = model.training
+    model.eval()
+    # Synthesis draws random numbers; forking keeps the training RNG stream (and resumes) unchanged.
+    with torch.no_grad(), torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+        report = package.validation_report(model, *first_val, device, epoch, audio=audio_config_from_args(args))
+    model.train(was_training)
+    for name, image in report.get("images", {}).items():
+        save_png(os.path.join(args.output, f"{name}_{epoch}.png"), image)
+        logger.image(f"validation/{name}", image, iteration)
+    for name, (samples, sampling_rate) in report.get("audio", {}).items():
+        save_wav(os.path.join(args.output, f"{name}_{epoch}.wav"), samples, sampling_rate)
+        logger.audio(f"validation/{name}", samples, sampling_rate, iteration)
+
+
 def save_training_checkpoint(path: str, *, args, config, model, optimizer, scaler, epoch, iteration,
                              consumed, rng_states, link_last: bool) -> None:
     state = {
@@ -198,22 +256,28 @@ def make_loader(dataset, sampler, package, args, device) -> DataLoader:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, loader, package, args, device) -> float:
-    """Teacher-forced loss over the whole validation set: a true mean over all ranks' batches."""
+def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple | None]:
+    """Teacher-forced loss and the package's validation_stats over the whole validation set, true means
+    over all ranks' batches -> ({name: mean}, (first batch, its outputs) or None)."""
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    totals = {"loss": torch.zeros(2, dtype=torch.float64, device=device)}
+    first = None
     for batch in loader:
         inputs, targets, counts = package.batch_to_device(batch, device)
         with autocast_context(args, device):
             outputs = model(inputs)
             loss, _ = loss_fn(outputs, targets)
         n_utterances = len(batch[0])
-        totals += torch.stack([loss.detach().double() * n_utterances,
-                               torch.tensor(float(n_utterances), dtype=torch.float64, device=device)])
-    distributed.all_reduce_sum(totals)
+        stats = {"loss": (loss.detach().double() * n_utterances, n_utterances),
+                 **package.validation_stats(outputs, inputs, targets)}
+        for name, pair in stats.items():
+            pair = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in pair])
+            totals[name] = totals[name] + pair if name in totals else pair
+        first = first or (batch, outputs)
+    reduced = distributed.all_reduce_sum(torch.stack(list(totals.values())))
     model.train(was_training)
-    return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")
+    return {name: (s / c if c > 0 else float("nan")) for name, (s, c) in zip(totals, reduced.tolist())}, first
 
 
 def train(args) -> int:
@@ -238,6 +302,7 @@ def train(args) -> int:
         logger.metadata(key, unit)
 
     resume_path = find_resume_checkpoint(args)
+    warm_path = choose_warm_start(args, resume_path)
     resume = None
     config = package.config_from_args(args)
     if resume_path:
@@ -277,12 +342,17 @@ def train(args) -> int:
             set_rng_state(rng_states[dist_info.rank % len(rng_states)])
         if dist_info.is_main:
             print(f"Resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}", flush=True)
+    elif warm_path:
+        fresh = warm_start(model, warm_path, args.model_name, args.ignore_layers)
+        if dist_info.is_main:
+            print(f"Warm start from {warm_path}; fresh init kept for {', '.join(fresh) or 'no layer'}", flush=True)
 
     train_model = model
     if dist_info.enabled:
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    logged_terms = tuple(getattr(loss_fn, "logged_terms", ()))  # loss terms also written to the JSON log
     stop = StopRequest()
     nonfinite_steps = 0
     run_start = time.perf_counter()
@@ -320,7 +390,8 @@ def train(args) -> int:
             # One all-reduce carries the loss, the items and the stop request, so every rank
             # agrees on when to stop without an extra collective.
             stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
-                                  float(stop.requested)], dtype=torch.float64, device=device)
+                                  float(stop.requested), *(float(terms[name]) for name in logged_terms)],
+                                 dtype=torch.float64, device=device)
             distributed.all_reduce_sum(stats)
             step_time = time.perf_counter() - step_start
             reduced_loss = stats[0].item() / dist_info.world_size
@@ -345,8 +416,11 @@ def train(args) -> int:
                          "train_iter_time": step_time}
             if mels:
                 iter_data["train_iter_mels/sec"] = mels / step_time
+            for k, name in enumerate(logged_terms):
+                iter_data[f"train_iter_{name}"] = stats[4 + k].item() / dist_info.world_size
             logger.log([epoch, i], iter_data)
             logger.scalars(iteration, {"train/loss": reduced_loss, "train/learning_rate": lr,
+                                       "train/items_per_sec": items / step_time,
                                        "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
                                        **{f"train/{k}": float(v) for k, v in terms.items()}})
             if stop_now:
@@ -374,9 +448,12 @@ def train(args) -> int:
         logger.log([epoch], epoch_data)
 
         val_loader = make_loader(valset, val_sampler, package, args, device)
-        val_loss = validate(train_model, loss_fn, val_loader, package, args, device)
-        logger.log([epoch], {"val_loss": val_loss})
-        logger.scalars(iteration, {"val/loss": val_loss, "train/epoch_loss": epoch_data["train_epoch_avg_loss"]})
+        val_means, first_val = validate(train_model, loss_fn, val_loader, package, args, device)
+        logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
+        logger.scalars(iteration, {**{f"val/{name}": value for name, value in val_means.items()},
+                                   "train/epoch_loss": epoch_data["train_epoch_avg_loss"]})
+        if dist_info.is_main and first_val is not None and args.bench_class != "perf-train":
+            write_validation_report(package, model, first_val, args, device, epoch, iteration, logger)
 
         is_last_epoch = epoch == args.epochs - 1
         if args.bench_class != "perf-train" and (epoch % args.epochs_per_checkpoint == 0 or is_last_epoch):

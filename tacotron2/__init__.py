@@ -1,8 +1,10 @@
 """Tacotron 2 model package: the surface train.py and inference.py use (docs/architecture.md)."""
 import argparse
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
+from tacotron2.alignment import alignment_stats
 from tacotron2.arguments import add_model_args, config_from_args
 from tacotron2.data import TextMelCollate, TextMelDataset, batch_to_device, raise_problems
 from tacotron2.loss import Tacotron2Loss
@@ -11,8 +13,8 @@ from tacotron2.text import symbols
 
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
-    "batch_to_device", "build_loss", "training_defaults", "symbols", "Tacotron2", "Tacotron2Loss",
-    "TextMelDataset", "TextMelCollate",
+    "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
+    "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
 ]
 
 NAME = "Tacotron2"
@@ -36,4 +38,38 @@ def build_datasets(args: argparse.Namespace) -> tuple[TextMelDataset, TextMelDat
 
 
 def build_loss(args: argparse.Namespace | None = None) -> nn.Module:
-    return Tacotron2Loss()
+    return Tacotron2Loss(getattr(args, "guided_attn_weight", 0.0), getattr(args, "guided_attn_sigma", 0.2))
+
+
+def validation_stats(outputs: tuple, inputs: tuple, targets: tuple) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per validation batch: alignment health `{name: (sum, count)}` (tacotron2/alignment.py)."""
+    return alignment_stats(outputs[3], targets[2], targets[3])
+
+
+def validation_report(model: nn.Module, batch: tuple, outputs: tuple, device: torch.device, epoch: int,
+                      audio: dict | None = None) -> dict:
+    """Alignment, mel and gate figures and a Griffin-Lim sample of the teacher-forced postnet mel.
+
+    The utterance is row 0 of the collated batch. The collate sorts by text length, so with the
+    unshuffled validation sampler this is the same utterance every epoch: the longest text among
+    the first batch's (the first list entry itself when -bs is 1). `audio`: the STFT/mel parameters
+    (checkpoint 'audio' dict); the recipe's defaults when None.
+    """
+    from common import plotting
+    from common.mel import TacotronSTFT
+
+    _, input_lengths, mel_target, gate_target, output_lengths = batch
+    _, mel_postnet, gate, alignments = outputs
+    n_tokens, n_frames = int(input_lengths[0]), int(output_lengths[0])
+    mel = torch.nan_to_num(mel_postnet[0, :, :n_frames].detach().float().cpu())
+    images = {
+        "alignment": plotting.plot_alignment(alignments[0, :n_frames, :n_tokens],
+                                             f"epoch {epoch}, {n_tokens} tokens, {n_frames} frames"),
+        "mel": plotting.plot_mel_pair(mel, mel_target[0, :, :n_frames]),
+        "gate": plotting.plot_gate(torch.sigmoid(gate[0, :n_frames].float()), gate_target[0, :n_frames]),
+    }
+    stft = TacotronSTFT.from_audio_config(audio or {}).to(device)  # Griffin-Lim takes seconds on a CPU
+    generator = torch.Generator().manual_seed(epoch)
+    wav = stft.griffin_lim_from_mel(mel.unsqueeze(0).to(device), generator=generator)
+    wav = torch.nan_to_num(wav[0]).cpu().numpy()
+    return {"images": images, "audio": {"sample": (wav, stft.sampling_rate)}}

@@ -66,6 +66,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
               help="filelists name precomputed mel tensors (.pt or .npy, [n_mel, T]) instead of wavs")
     _add(data, "--text-cleaners", nargs="*", default=["english_cleaners"], type=str,
          help="text cleaners applied to transcripts")
+
+    training = parser.add_argument_group("Tacotron 2 training (not part of the recipe)")
+    _add(training, "--guided-attn-weight", default=0.0, type=float,
+         help="weight of the guided attention loss (Tachibana et al. 2017); 0 keeps the recipe's loss")
+    _add(training, "--guided-attn-sigma", default=0.2, type=float,
+         help="width of the guided attention loss's diagonal band, as a fraction of the utterance")
     return parser
 
 

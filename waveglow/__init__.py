@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+from torch import nn
+
 from waveglow.arguments import add_model_args, config_from_args
 from waveglow.data import MelAudioDataset, batch_to_device, collate_fn, raise_problems
 from waveglow.denoiser import Denoiser
@@ -12,8 +15,8 @@ from waveglow.model import WaveGlow, remove_weightnorm
 
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
-    "batch_to_device", "build_loss", "training_defaults", "WaveGlow", "WaveGlowLoss",
-    "MelAudioDataset", "Denoiser", "remove_weightnorm",
+    "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
+    "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
 ]
 
 NAME = "WaveGlow"
@@ -37,3 +40,22 @@ def build_datasets(args: argparse.Namespace) -> tuple[MelAudioDataset, MelAudioD
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
     return WaveGlowLoss(args.sigma if args is not None else 1.0)
+
+
+def validation_stats(outputs, inputs, targets) -> dict:
+    """No per-batch validation statistics beyond the loss."""
+    return {}
+
+
+def validation_report(model: nn.Module, batch: tuple, outputs, device: torch.device, epoch: int,
+                      audio: dict | None = None) -> dict:
+    """The model's own synthesis (sigma 0.6) of the mel of row 0 of a validation batch (the first
+    list entry's validation crop): a waveform/mel figure and the audio."""
+    from common import plotting
+
+    mel, reference = batch[0][:1], batch[1][0]
+    wav = torch.nan_to_num(model.infer(mel.to(device), sigma=0.6)[0].float().cpu())
+    sampling_rate = int((audio or {}).get("sampling_rate", 22050))
+    image = plotting.plot_waveform_and_mel(wav, mel[0], sampling_rate, reference=reference,
+                                           title=f"WaveGlow synthesis (sigma 0.6), epoch {epoch}")
+    return {"images": {"synthesis": image}, "audio": {"sample": (wav.numpy(), sampling_rate)}}
