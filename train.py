@@ -9,7 +9,6 @@ import argparse
 import math
 import os
 import random
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -27,6 +26,8 @@ from common.arguments import add_audio_args, add_bool_flag, audio_config_from_ar
 from common.audio import save_wav
 from common.errors import CheckpointError, UserError
 from common.logger import Logger
+from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
+                              rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
 
 MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
@@ -107,93 +108,6 @@ def log_path(args) -> str:
     if os.path.dirname(args.log_file) or os.path.isabs(args.log_file):
         return args.log_file
     return os.path.join(args.output, args.log_file)
-
-
-class StopRequest:
-    """SIGTERM/SIGINT ask for a clean stop at the end of the current step (preemptible machines)."""
-
-    def __init__(self):
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-def rng_state() -> dict:
-    numpy_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available() and state.get("cuda"):
-        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, device)
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def checkpoint_file(output: str, model_name: str, tag) -> str:
-    return os.path.join(output, f"checkpoint_{model_name}_{tag}.pt")
-
-
-def find_resume_checkpoint(args) -> str | None:
-    if args.checkpoint_path:
-        return args.checkpoint_path
-    # A worker restarted by `torchrun --max-restarts` continues where the run stopped.
-    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-    if args.resume_from_last or restarted:
-        last = checkpoint_file(args.output, args.model_name, "last")
-        if os.path.exists(last):
-            return last
-        print(f"No last checkpoint in {args.output} - starting from epoch 0", flush=True)
-    return None
-
-
-def choose_warm_start(args, resume_path: str | None) -> str | None:
-    """--warm-start excludes --checkpoint-path; a last checkpoint found by --resume-from-last wins, so a
-    preempted fine-tuning run continues with the command line that started it."""
-    if not args.warm_start:
-        return None
-    if args.checkpoint_path:
-        raise UserError(f"--warm-start {args.warm_start} and --checkpoint-path {args.checkpoint_path} "
-                        f"exclude each other (expected one: weights only, or a training state to resume)")
-    if resume_path:
-        print(f"Resuming {resume_path}; --warm-start {args.warm_start} is skipped", flush=True)
-        return None
-    return args.warm_start
-
-
-def warm_start(model, path: str, model_name: str, ignore_layers) -> list[str]:
-    """Copy `path`'s weights into `model` except the ignored layers -> the names kept at their fresh init."""
-    _, state_dict = ckpt_io.load_model_checkpoint(path, model_name)
-    own = model.state_dict()
-    fresh = [name for name in own if any(name == layer or name.startswith(layer + ".") for layer in ignore_layers)]
-    state_dict = {name: value for name, value in state_dict.items() if name not in fresh}
-    differ = [f"{name} {list(value.shape)} in the checkpoint, {list(own[name].shape)} here"
-              for name, value in state_dict.items() if name in own and value.shape != own[name].shape]
-    if differ:
-        more = f"; and {len(differ) - 5} more" if len(differ) > 5 else ""
-        raise CheckpointError(f"{path}: layer shapes differ from this {model_name}: "
-                              f"{'; '.join(differ[:5])}{more} (expected equal shapes, or these names in "
-                              f"--ignore-layers)")
-    try:
-        model.load_state_dict({**state_dict, **{name: own[name] for name in fresh}})
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: does not fit this {model_name}: "
-                              f"{' '.join(str(error).split())}") from None
-    return fresh
 
 
 def write_validation_report(package, model, first_val, args, device, epoch: int, iteration: int,
@@ -285,6 +199,8 @@ def train(args) -> int:
     dist_info = distributed.init_distributed(args.rank, args.world_size, args.dist_url, args.dist_backend,
                                              args.group_name, cpu=args.cpu)
     device = dist_info.device
+    # The log and checkpoints record the world the run really had, whoever set it up.
+    args.rank, args.world_size = dist_info.rank, dist_info.world_size
     if args.fp16_run and device.type != "cuda" and dist_info.is_main:
         print("warning: --fp16-run needs a GPU; training in float32 on the CPU", file=sys.stderr)
     torch.backends.cudnn.enabled = args.cudnn_enabled
@@ -357,7 +273,7 @@ def train(args) -> int:
     nonfinite_steps = 0
     run_start = time.perf_counter()
     current_lr = None
-    epoch = start_epoch
+    epoch, stopped_after = start_epoch, 0
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, consumed)
         consumed = 0
@@ -424,20 +340,10 @@ def train(args) -> int:
                                        "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
                                        **{f"train/{k}": float(v) for k, v in terms.items()}})
             if stop_now:
-                done = (i + 1) * args.batch_size * dist_info.world_size
-                states = distributed.all_gather_objects(rng_state())
-                if dist_info.is_main and args.bench_class != "perf-train":
-                    path = checkpoint_file(args.output, args.model_name, "last")
-                    save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
-                                             scaler=scaler, epoch=epoch, iteration=iteration, consumed=done,
-                                             rng_states=states, link_last=False)
-                    print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
-                          f"{path}. Continue with --resume-from-last.", flush=True)
-                logger.log([], {"run_time": time.perf_counter() - run_start})
-                logger.close()
-                distributed.barrier()
-                distributed.destroy()
-                return 0
+                stopped_after = (i + 1) * args.batch_size * dist_info.world_size
+                break
+        if stopped_after:
+            break
 
         epoch_time = time.perf_counter() - epoch_start
         epoch_data = {"train_epoch_avg_loss": epoch_loss / max(epoch_steps, 1),
@@ -445,7 +351,8 @@ def train(args) -> int:
                       "epoch_time": epoch_time}
         if epoch_mels:
             epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
-        logger.log([epoch], epoch_data)
+        if epoch_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
+            logger.log([epoch], epoch_data)
 
         val_loader = make_loader(valset, val_sampler, package, args, device)
         val_means, first_val = validate(train_model, loss_fn, val_loader, package, args, device)
@@ -465,6 +372,15 @@ def train(args) -> int:
                                          link_last=True)
         logger.flush()
 
+    if stopped_after:
+        states = distributed.all_gather_objects(rng_state())
+        if dist_info.is_main and args.bench_class != "perf-train":
+            path = checkpoint_file(args.output, args.model_name, "last")
+            save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
+                                     scaler=scaler, epoch=epoch, iteration=iteration, consumed=stopped_after,
+                                     rng_states=states, link_last=False)
+            print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
+                  f"{path}. Continue with --resume-from-last.", flush=True)
     logger.log([], {"run_time": time.perf_counter() - run_start})
     logger.close()
     distributed.barrier()

@@ -62,6 +62,8 @@ def test_two_processes_match_one_process_on_the_same_global_batch(clips, single_
     assert_same_weights(final_weights(output), final_weights(single_process_run))
     # Only rank 0 logs: one record per step, with the loss averaged and items summed over ranks.
     log = read_log(output / "nvlog.json")
+    params = {k: v for r in log if r.get("step") == "PARAMETER" for k, v in r["data"].items()}
+    assert params["world_size"] == 2  # the real world size, as the log tables need for scaling
     assert [step for step, _ in values(log, "train_iter_loss")] == [(e, i) for e in (0, 1) for i in (0, 1)]
     single_log = read_log(single_process_run / "nvlog.json")
     ddp_losses = [v for _, v in values(log, "train_iter_loss")]

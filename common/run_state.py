@@ -1,0 +1,100 @@
+"""What a training run saves and restores besides the model: RNG states, where to resume, warm starts,
+and the stop request of a preempted job."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import numpy as np
+import torch
+
+from common import checkpoint as ckpt_io
+from common.errors import CheckpointError, UserError
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask for a clean stop at the end of the current step (preemptible machines)."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def checkpoint_file(output: str, model_name: str, tag) -> str:
+    return os.path.join(output, f"checkpoint_{model_name}_{tag}.pt")
+
+
+def find_resume_checkpoint(args) -> str | None:
+    if args.checkpoint_path:
+        return args.checkpoint_path
+    # A worker restarted by `torchrun --max-restarts` continues where the run stopped.
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if args.resume_from_last or restarted:
+        last = checkpoint_file(args.output, args.model_name, "last")
+        if os.path.exists(last):
+            return last
+        print(f"No last checkpoint in {args.output} - starting from epoch 0", flush=True)
+    return None
+
+
+def choose_warm_start(args, resume_path: str | None) -> str | None:
+    """--warm-start excludes --checkpoint-path; a last checkpoint found by --resume-from-last wins, so a
+    preempted fine-tuning run continues with the command line that started it."""
+    if not args.warm_start:
+        return None
+    if args.checkpoint_path:
+        raise UserError(f"--warm-start {args.warm_start} and --checkpoint-path {args.checkpoint_path} "
+                        f"exclude each other (expected one: weights only, or a training state to resume)")
+    if resume_path:
+        print(f"Resuming {resume_path}; --warm-start {args.warm_start} is skipped", flush=True)
+        return None
+    return args.warm_start
+
+
+def warm_start(model, path: str, model_name: str, ignore_layers) -> list[str]:
+    """Copy `path`'s weights into `model` except the ignored layers -> the names kept at their fresh init."""
+    _, state_dict = ckpt_io.load_model_checkpoint(path, model_name)
+    own = model.state_dict()
+    fresh = [name for name in own if any(name == layer or name.startswith(layer + ".") for layer in ignore_layers)]
+    state_dict = {name: value for name, value in state_dict.items() if name not in fresh}
+    differ = [f"{name} {list(value.shape)} in the checkpoint, {list(own[name].shape)} here"
+              for name, value in state_dict.items() if name in own and value.shape != own[name].shape]
+    if differ:
+        more = f"; and {len(differ) - 5} more" if len(differ) > 5 else ""
+        raise CheckpointError(f"{path}: layer shapes differ from this {model_name}: "
+                              f"{'; '.join(differ[:5])}{more} (expected equal shapes, or these names in "
+                              f"--ignore-layers)")
+    try:
+        model.load_state_dict({**state_dict, **{name: own[name] for name in fresh}})
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: does not fit this {model_name}: "
+                              f"{' '.join(str(error).split())}") from None
+    return fresh
