@@ -107,7 +107,8 @@ def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterato
         _init_worker(stft_kwargs, pool_worker=False)
         yield from map(_run_job, todo)
         return
-    with get_context("fork" if sys.platform == "linux" else "spawn").Pool(
+    # spawn, not fork: a fork taken while torch's OpenMP threads exist can hang the child in its first matmul
+    with get_context("spawn").Pool(
             num_workers, initializer=_init_worker, initargs=(stft_kwargs,)) as pool:
         yield from pool.imap_unordered(_run_job, todo, chunksize=8)
 

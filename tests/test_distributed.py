@@ -147,3 +147,25 @@ def test_a_dying_rank_ends_the_whole_job_with_the_rank_named(clips, tmp_path):
     assert process.returncode != 0
     # torchrun's failure report names the rank that died and how.
     assert re.search(r"rank\s*:\s*1\b", stdout) and "SIGKILL" in stdout, stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find a worker")
+def test_torchrun_restarts_a_killed_worker_which_resumes_from_the_last_checkpoint(clips, tmp_path):
+    output = tmp_path / "restarted"
+    args = waveglow_args(output, *clips, 6, 2, SEGMENT, "--epochs-per-checkpoint", "1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+               "--max-restarts=1", "train.py", *args]
+    process = subprocess.Popen(command, cwd=REPO, env=env_without_gpu(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    last = output / "checkpoint_WaveGlow_last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+        time.sleep(0.1)
+    victim = child_with_rank(process.pid, 0)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    stdout, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, stdout
+    assert "Resumed from" in stdout and str(last) in stdout
+    assert load_checkpoint(str(last))["epoch"] == 5
