@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from common.errors import FilelistError
+from common.audio import check_wav
+from common.errors import AudioError, DataError, FilelistError
 
 
 class FileEntry(NamedTuple):
@@ -52,3 +53,27 @@ def load_filelist(filelist: str, dataset_path: str = "", n_fields: int = 2) -> l
         entries.append(FileEntry(os.path.join(dataset_path, path), text, number, filelist,
                                  tuple(fields[2:])))
     return entries
+
+
+def location(entry: FileEntry) -> str:
+    """``"<filelist>:<line>"``, the prefix of every message about an entry."""
+    return f"{entry.source}:{entry.line}"
+
+
+def wav_problems(entries: list[FileEntry], sampling_rate: int) -> list[str]:
+    """One ``"<filelist>:<line>: <problem>"`` per entry whose wav is missing, unreadable, of another
+    sampling rate or not mono; reads headers only, so a whole filelist is checked in seconds."""
+    found = []
+    for entry in entries:
+        try:
+            check_wav(entry.path, sampling_rate)
+        except AudioError as err:
+            found.append(f"{location(entry)}: {err}")
+    return found
+
+
+def raise_problems(problems: list[str]) -> None:
+    """One DataError whose first line counts the problems and whose next lines list them all."""
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) in the data filelists:\n" + "\n".join(problems))
+

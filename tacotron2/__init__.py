@@ -4,9 +4,10 @@ import argparse
 import torch
 from torch import Tensor, nn
 
+from common.filelists import raise_problems
 from tacotron2.alignment import alignment_stats
 from tacotron2.arguments import add_model_args, config_from_args
-from tacotron2.data import TextMelCollate, TextMelDataset, batch_to_device, raise_problems
+from tacotron2.data import TextMelCollate, TextMelDataset, batch_to_device
 from tacotron2.loss import Tacotron2Loss
 from tacotron2.model import Tacotron2
 from tacotron2.text import symbols

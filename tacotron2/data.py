@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.audio import check_wav, load_wav
-from common.errors import AudioError, DataError, TextError
-from common.filelists import FileEntry, load_filelist
+from common.audio import load_wav
+from common.errors import DataError, TextError
+from common.filelists import FileEntry, load_filelist, location, raise_problems, wav_problems
 from common.mel import TacotronSTFT
 from tacotron2.text import text_to_sequence
 
@@ -40,7 +40,7 @@ class TextMelDataset(torch.utils.data.Dataset):
         self._text_problems: list[str] = []
         cleaners = list(text_cleaners)
         for entry in self.entries:
-            source = _where(entry)
+            source = location(entry)
             try:
                 ids = text_to_sequence(entry.text, cleaners, source=source)
             except TextError as err:
@@ -68,17 +68,13 @@ class TextMelDataset(torch.utils.data.Dataset):
     def problems(self) -> list[str]:
         """One "<filelist>:<line>: <problem>" string per bad entry; reads headers only."""
         found = list(self._text_problems)
+        if not self.load_mel_from_disk:
+            return found + wav_problems(self.entries, self.sampling_rate)
         for entry in self.entries:
-            if self.load_mel_from_disk:
-                if not os.path.isfile(entry.path):
-                    found.append(f"{_where(entry)}: {entry.path}: mel file not found")
-                elif not entry.path.endswith(_MEL_SUFFIXES):
-                    found.append(f"{_where(entry)}: {entry.path}: expected a .pt or .npy mel file")
-                continue
-            try:
-                check_wav(entry.path, self.sampling_rate)
-            except AudioError as err:
-                found.append(f"{_where(entry)}: {err}")
+            if not os.path.isfile(entry.path):
+                found.append(f"{location(entry)}: {entry.path}: mel file not found")
+            elif not entry.path.endswith(_MEL_SUFFIXES):
+                found.append(f"{location(entry)}: {entry.path}: expected a .pt or .npy mel file")
         return found
 
     def check(self) -> None:
@@ -105,22 +101,12 @@ class TextMelDataset(torch.utils.data.Dataset):
                 mel = torch.load(entry.path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(f"{_where(entry)}: {entry.path}: cannot read mel file: {detail}") from None
+            raise DataError(f"{location(entry)}: {entry.path}: cannot read mel file: {detail}") from None
         if not isinstance(mel, Tensor) or mel.dim() != 2 or mel.size(0) != self.n_mel_channels:
             shape = list(mel.shape) if isinstance(mel, Tensor) else type(mel).__name__
-            raise DataError(f"{_where(entry)}: {entry.path}: mel of shape {shape} "
+            raise DataError(f"{location(entry)}: {entry.path}: mel of shape {shape} "
                             f"(expected a tensor [{self.n_mel_channels}, frames])")
         return mel.float()
-
-
-def _where(entry: FileEntry) -> str:
-    return f"{entry.source}:{entry.line}"
-
-
-def raise_problems(problems: list[str]) -> None:
-    """Raise one DataError whose first line counts the problems and whose next lines list them."""
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) in the data filelists:\n" + "\n".join(problems))
 
 
 class TextMelCollate:

@@ -107,14 +107,11 @@ def test_model_name_of_state_dict():
 
 
 def test_reference_state_dict_names_are_recognised():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    shared = os.path.join(os.path.dirname(root), "shared", "reference")
+    reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
     for name, expected in [("tacotron2_state_dict.txt", "Tacotron2"),
                            ("waveglow_state_dict.txt", "WaveGlow"),
                            ("waveglow256_state_dict.txt", "WaveGlow")]:
-        listing = os.path.join(shared, name)
-        if not os.path.exists(listing):
-            pytest.skip("shared/reference not present")
+        listing = os.path.join(reference, name)
         keys = [line.split("\t")[0] for line in open(listing) if line.strip()
                 and not line.startswith("#")]
         assert model_name_of_state_dict(dict.fromkeys(keys)) == expected

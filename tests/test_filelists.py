@@ -78,8 +78,6 @@ def test_missing_list(tmp_path):
 def test_shipped_validation_list_loads():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     listing = os.path.join(root, "filelists", "ljs_audio_text_val_filelist.txt")
-    if not os.path.exists(listing):
-        pytest.skip("filelists/ not present")
     entries = load_filelist(listing, dataset_path="./")
     assert len(entries) == 100
     assert all(e.path.startswith("./LJSpeech-1.1/wavs/") and e.text for e in entries)

@@ -15,7 +15,7 @@ from tacotron2.data import TextMelCollate, batch_to_device
 from tacotron2.loss import Tacotron2Loss
 from tacotron2.model import Tacotron2
 
-REFERENCE_STATE_DICT = Path("/work/shared/reference/tacotron2_state_dict.txt")
+REFERENCE_STATE_DICT = Path(__file__).parent / "reference" / "tacotron2_state_dict.txt"
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():

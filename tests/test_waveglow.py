@@ -14,17 +14,13 @@ from waveglow.loss import WaveGlowLoss
 from waveglow.model import WN, Invertible1x1Conv, WaveGlow, remove_weightnorm
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE_DIRS = [os.path.join(REPO_ROOT, "..", "shared", "reference"), "/work/shared/reference"]
+REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")  # NVIDIA's parameter lists
 
 
 def reference_list(name: str) -> list[tuple[str, list[int]]]:
-    for directory in REFERENCE_DIRS:
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                rows = [line.split("\t") for line in f.read().splitlines()[1:] if line]
-            return [(key, [int(n) for n in shape.strip("[]").split(",")]) for key, shape in rows]
-    pytest.skip(f"{name} not available")
+    with open(os.path.join(REFERENCE_DIR, name)) as f:
+        rows = [line.split("\t") for line in f.read().splitlines()[1:] if line]
+    return [(key, [int(n) for n in shape.strip("[]").split(",")]) for key, shape in rows]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,8 +7,9 @@ import argparse
 import torch
 from torch import nn
 
+from common.filelists import raise_problems
 from waveglow.arguments import add_model_args, config_from_args
-from waveglow.data import MelAudioDataset, batch_to_device, collate_fn, raise_problems
+from waveglow.data import MelAudioDataset, batch_to_device, collate_fn
 from waveglow.denoiser import Denoiser
 from waveglow.loss import WaveGlowLoss
 from waveglow.model import WaveGlow, remove_weightnorm

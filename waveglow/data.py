@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common.audio import check_wav, load_wav
-from common.errors import AudioError, DataError
-from common.filelists import FileEntry, load_filelist
+from common.audio import load_wav
+from common.errors import DataError
+from common.filelists import FileEntry, load_filelist, raise_problems, wav_problems
 from common.mel import TacotronSTFT
 
 
@@ -52,13 +52,7 @@ class MelAudioDataset(torch.utils.data.Dataset):
 
     def problems(self) -> list[str]:
         """One ``"<filelist>:<line>: <problem>"`` string per bad entry; reads headers only."""
-        found = []
-        for entry in self.entries:
-            try:
-                check_wav(entry.path, self.sampling_rate)
-            except AudioError as err:
-                found.append(f"{entry.source}:{entry.line}: {err}")
-        return found
+        return wav_problems(self.entries, self.sampling_rate)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -77,12 +71,6 @@ def random_segment(audio: Tensor, segment_length: int) -> Tensor:
         return F.pad(audio, (0, segment_length - audio.size(0)))
     start = int(torch.randint(0, audio.size(0) - segment_length + 1, (1,)))
     return audio[start:start + segment_length]
-
-
-def raise_problems(problems: list[str]) -> None:
-    """Raise one DataError whose first line counts the problems and whose next lines list them."""
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) in the WaveGlow data:\n" + "\n".join(problems))
 
 
 def collate_fn(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
