@@ -47,3 +47,17 @@ def tmp_wav(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: a second intra-op thread only adds hand-off overhead (far more on a busy
+    machine), and oneDNN compiles kernels for every new shape, which takes longer than running them."""
+    import torch
+
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn

@@ -34,16 +34,7 @@ AUDIO = {"max_wav_value": 32768.0, "sampling_rate": 22050, "filter_length": 1024
 LINES = ["Hello world.", "A much longer second line, with more words."]
 
 
-@pytest.fixture(autouse=True)
-def fast_cpu():
-    """Tiny models: thread hand-offs cost more than they save (far more on a busy machine), and
-    oneDNN compiles kernels for every new shape, which takes longer than running them."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

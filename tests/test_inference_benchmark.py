@@ -14,8 +14,9 @@ import inference_benchmark
 import tacotron2
 import waveglow
 from common.timing import DeviceTimer, latency_summary, percentile
-from test_inference import (TINY_TACOTRON2, TINY_WAVEGLOW, fast_cpu, save_ours, tiny_tacotron2,  # noqa: F401
-                            tiny_waveglow)
+from test_inference import TINY_TACOTRON2, TINY_WAVEGLOW, save_ours, tiny_tacotron2, tiny_waveglow
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUMMARY_KEYS = {"latency_avg", "latency_std", "latency_p50", "latency_p90", "latency_p95", "latency_p99",

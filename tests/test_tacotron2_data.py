@@ -14,13 +14,7 @@ from tacotron2.data import TextMelCollate, TextMelDataset, batch_to_device
 from tacotron2.text import text_to_sequence
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: a second intra-op thread only adds overhead (and stalls on a busy machine)
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_list(path, lines):

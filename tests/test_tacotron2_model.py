@@ -17,13 +17,7 @@ from tacotron2.model import Tacotron2
 
 REFERENCE_STATE_DICT = Path(__file__).parent / "reference" / "tacotron2_state_dict.txt"
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: a second intra-op thread only adds overhead (and stalls badly on a busy machine)
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = dict(symbols_embedding_dim=32, encoder_embedding_dim=32, attention_rnn_dim=48, attention_dim=16,

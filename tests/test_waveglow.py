@@ -23,13 +23,7 @@ def reference_list(name: str) -> list[tuple[str, list[int]]]:
     return [(key, [int(n) for n in shape.strip("[]").split(",")]) for key, shape in rows]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: a second thread only adds overhead (a lot on a busy machine)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(n_channels: int = 32, n_layers: int = 2) -> dict:
