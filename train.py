@@ -121,11 +121,14 @@ def write_validation_report(package, model, first_val, args, device, epoch: int,
     with torch.no_grad(), torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
         report = package.validation_report(model, *first_val, device, epoch, audio=audio_config_from_args(args))
     model.train(was_training)
+    # A folder of its own: a long run writes several files per epoch.
+    folder = os.path.join(args.output, "validation")
+    os.makedirs(folder, exist_ok=True)
     for name, image in report.get("images", {}).items():
-        save_png(os.path.join(args.output, f"{name}_{epoch}.png"), image)
+        save_png(os.path.join(folder, f"{name}_{epoch}.png"), image)
         logger.image(f"validation/{name}", image, iteration)
     for name, (samples, sampling_rate) in report.get("audio", {}).items():
-        save_wav(os.path.join(args.output, f"{name}_{epoch}.wav"), samples, sampling_rate)
+        save_wav(os.path.join(folder, f"{name}_{epoch}.wav"), samples, sampling_rate)
         logger.audio(f"validation/{name}", samples, sampling_rate, iteration)
 
 

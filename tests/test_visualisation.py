@@ -129,9 +129,9 @@ def test_tacotron2_validation_writes_figures_audio_and_tensorboard_events(tmp_pa
     out = tmp_path / "out"
     assert train.main(with_tensorboard(tacotron2_args(out, tiny_filelist(tmp_path, 2), 1))) == 0
     for name in ("alignment_0.png", "mel_0.png", "gate_0.png"):
-        image = mpl_image.imread(str(out / name))
+        image = mpl_image.imread(str(out / "validation" / name))
         assert image.shape[0] > 100 and image.shape[1] > 100, name
-    audio, sampling_rate = sf.read(str(out / "sample_0.wav"))
+    audio, sampling_rate = sf.read(str(out / "validation" / "sample_0.wav"))
     assert sampling_rate == 22050 and audio.ndim == 1
     assert len(audio) % 256 == 0 and len(audio) > 22050 // 2 and np.abs(audio).max() > 0.01
 
@@ -155,7 +155,7 @@ def test_no_tensorboard_writes_no_events_but_still_the_figures(tmp_path):
     out = tmp_path / "out"
     assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 2), 1)) == 0
     assert event_files(out) == [] and not (out / "tensorboard").exists()
-    assert all((out / name).is_file() for name in ("alignment_0.png", "mel_0.png", "gate_0.png", "sample_0.wav"))
+    assert all((out / "validation" / name).is_file() for name in ("alignment_0.png", "mel_0.png", "gate_0.png", "sample_0.wav"))
 
 
 def test_waveglow_validation_writes_its_synthesis_figure_and_sample(tmp_path):
@@ -163,8 +163,8 @@ def test_waveglow_validation_writes_its_synthesis_figure_and_sample(tmp_path):
     filelist = write_noise_clips(clips, n_clips=2, n_samples=2048)
     out = tmp_path / "out"
     assert train.main(waveglow_args(out, clips, filelist, 1, 2, 2048)) == 0
-    assert mpl_image.imread(str(out / "synthesis_0.png")).shape[0] > 100
-    audio, sampling_rate = sf.read(str(out / "sample_0.wav"))
+    assert mpl_image.imread(str(out / "validation" / "synthesis_0.png")).shape[0] > 100
+    audio, sampling_rate = sf.read(str(out / "validation" / "sample_0.wav"))
     # infer() makes 256 samples per mel frame: 1 + 2048 // 256 = 9 frames
     assert sampling_rate == 22050 and len(audio) == 9 * 256 and np.abs(audio).max() > 0
     assert "val_loss" in {key for r in read_log(out / "nvlog.json") for key in r.get("data", {})}
