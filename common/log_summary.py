@@ -288,6 +288,35 @@ def throughput_table_text(table: ThroughputTable) -> str:
     return markdown_table(header, rows, [True] * len(header))
 
 
+def first_focused_epoch(run: Run, threshold: float = 0.5) -> tuple[int, int] | None:
+    """(epoch, optimizer steps done by its end) of the first validation whose val_focus exceeds
+    `threshold`: when Tacotron 2's attention became diagonal. None if it never did."""
+    steps_by_epoch: dict[int, int] = {}
+    for epoch, _, _ in run.iterations:
+        steps_by_epoch[epoch] = steps_by_epoch.get(epoch, 0) + 1
+    for epoch in sorted(run.epochs):
+        if run.epochs[epoch].get("val_focus", 0.0) > threshold:
+            return epoch, sum(n for e, n in steps_by_epoch.items() if e <= epoch)
+    return None
+
+
+def alignment_table(runs: Sequence[Run], threshold: float = 0.5) -> str:
+    """Per Tacotron 2 run: when val_focus first exceeded `threshold`, and the last validation."""
+    rows = []
+    for run in runs:
+        focused = [run.epochs[e] for e in sorted(run.epochs) if "val_focus" in run.epochs[e]]
+        if not focused:
+            continue
+        first = first_focused_epoch(run, threshold)
+        guided = run.params.get("guided_attn_weight", 0.0)
+        rows.append([run.source, str(guided), "never" if first is None else f"epoch {first[0]}, step {first[1]}",
+                     f"{focused[-1]['val_focus']:.3f}", fmt_loss(focused[-1].get("val_loss"))])
+    if not rows:
+        return ""
+    return markdown_table(["log", "guided attn weight", f"first val_focus > {threshold}", "last val_focus",
+                           "last val_loss"], rows, [False, True, False, True, True])
+
+
 def summarize(runs: Sequence[Run], epochs: Sequence[int] | None = None) -> str:
     """All tables as one markdown text."""
     epochs = list(epochs) if epochs else default_epochs(runs)
@@ -299,6 +328,9 @@ def summarize(runs: Sequence[Run], epochs: Sequence[int] | None = None) -> str:
     for table in throughput_tables(runs):
         parts += [f"## Training throughput: {table.model} ({table.unit}, mean over epochs "
                   f"after the first)", throughput_table_text(table)]
+    alignment = alignment_table(runs)
+    if alignment:
+        parts += ["## Attention (Tacotron 2 validation focus)", alignment]
     return "\n\n".join(parts) + "\n"
 
 
