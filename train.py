@@ -215,7 +215,9 @@ def train(args) -> int:
 
     logger = Logger(log_path(args), enabled=dist_info.is_main,
                     tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
-    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT"})
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
+    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
+                       "precision": precision})
     for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
                       ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
         logger.metadata(key, unit)

@@ -36,10 +36,12 @@ class RunLabel(NamedTuple):
     precision: str  # FP16, BF16 or FP32
     world_size: int
     batch_size: int
+    device: str = "cuda"
 
     def __str__(self) -> str:
-        gpus = "1 GPU" if self.world_size == 1 else f"{self.world_size} GPUs"
-        return f"{self.model} {self.precision} (bs {self.batch_size}, {gpus})"
+        one, many = ("GPU", "GPUs") if self.device == "cuda" else ("CPU process", "CPU processes")
+        workers = f"1 {one}" if self.world_size == 1 else f"{self.world_size} {many}"
+        return f"{self.model} {self.precision} (bs {self.batch_size}, {workers})"
 
 
 @dataclass
@@ -104,14 +106,16 @@ def run_label(run: Run) -> RunLabel:
     """Model, precision, GPU count and per-GPU batch from the PARAMETER records."""
     params = run.params
     model = str(params.get("model_name", "?")).removesuffix("_PyT")
-    if params.get("bf16"):
+    if params.get("precision"):  # what train.py really ran (--fp16-run falls back to FP32 on a CPU)
+        precision = str(params["precision"]).upper()
+    elif params.get("bf16"):
         precision = "BF16"
     elif params.get("fp16_run") or params.get("amp") or params.get("amp_run"):
         precision = "FP16"
     else:
         precision = "FP32"
     return RunLabel(model, precision, int(params.get("world_size", 1) or 1),
-                    int(params.get("batch_size", 0) or 0))
+                    int(params.get("batch_size", 0) or 0), str(params.get("device", "cuda")))
 
 
 def loss_at(run: Run, epochs: Sequence[int], key: str) -> list[float | None]:

@@ -166,3 +166,14 @@ def test_attention_table_tells_when_focus_passed_the_threshold(tmp_path):
     assert "never" in plain_row and "0.200" in plain_row
     assert "epoch 2, step 117" in guided_row and "0.700" in guided_row and "1.7" in guided_row
     assert "## Attention" in ls.summarize([plain, guided])
+
+
+def test_label_tells_what_really_ran(tmp_path):
+    path = tmp_path / "cpu.json"
+    with Logger(str(path), stdout=False) as logger:
+        # --fp16-run on a CPU machine trains in float32; train.py logs what ran
+        logger.parameters({"model_name": "WaveGlow_PyT", "fp16_run": True, "precision": "fp32", "device": "cpu",
+                           "world_size": 2, "batch_size": 4})
+        logger.log((0,), {"train_epoch_avg_loss": -1.0})
+    label = ls.run_label(ls.read_run(str(path)))
+    assert label.precision == "FP32" and str(label) == "WaveGlow FP32 (bs 4, 2 CPU processes)"
