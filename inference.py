@@ -23,7 +23,7 @@ import tacotron2
 import waveglow
 from common.audio import save_wav
 from common.checkpoint import load_model_checkpoint
-from common.errors import CheckpointError, UserError
+from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.mel import TacotronSTFT
 from common.timing import DeviceTimer
@@ -388,11 +388,7 @@ def log_data(totals: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(run, args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 import inference
 import tacotron2
 import waveglow
-from common.errors import UserError
+from common.errors import UserError, run_cli
 from common.logger import Logger
 from common.timing import latency_summary
 from tacotron2.text import text_to_sequence
@@ -170,11 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(run, args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from common import checkpoint as ckpt_io
 from common import distributed
 from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args
 from common.audio import save_wav
-from common.errors import CheckpointError, UserError
+from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
                               rng_state, set_rng_state, warm_start)
@@ -395,11 +395,7 @@ def train(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        return train(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(train, args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """User-facing errors: one line naming the file (and line) and what was expected.
 
-``train.py`` and ``inference.py`` catch :class:`UserError`, print ``error: <message>`` and exit 2,
-so anything raised from these classes must read well without a traceback.
+The entry points run through :func:`run_cli`, which prints ``error: <message>`` and exits 2 on a
+:class:`UserError`, so anything raised from these classes must read well without a traceback.
 """
+import sys
+from typing import Any, Callable
 
 
 class UserError(ValueError):
@@ -27,3 +29,12 @@ class DataError(UserError):
 
 class TextError(UserError):
     """Input text cannot be turned into a symbol sequence."""
+
+
+def run_cli(entry_point: Callable[..., int], *args: Any) -> int:
+    """Run a command's body: a UserError becomes one `error:` line on stderr and exit code 2."""
+    try:
+        return entry_point(*args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
