@@ -27,7 +27,7 @@ from common.audio import save_wav
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
-                              rng_state, set_rng_state, warm_start)
+                              ignore_stop_signals, rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
 
 MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
@@ -169,24 +169,31 @@ def autocast_context(args, device: torch.device):
 def make_loader(dataset, sampler, package, args, device) -> DataLoader:
     return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
                       collate_fn=package.collate_fn, pin_memory=device.type == "cuda",
-                      drop_last=sampler.drop_last, persistent_workers=False)
+                      drop_last=sampler.drop_last, persistent_workers=False,
+                      worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
 
 
 @torch.no_grad()
 def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple | None]:
     """Teacher-forced loss and the package's validation_stats over the whole validation set, true means
-    over all ranks' batches -> ({name: mean}, (first batch, its outputs) or None)."""
+    over all ranks' batches -> ({name: mean}, (first batch, its outputs) or None).
+
+    "loss" is the recipe's loss: optional terms (the loss's logged_terms, e.g. guided attention) are
+    reported on their own, so validation losses of runs with and without them compare."""
     was_training = model.training
     model.eval()
+    optional_terms = tuple(getattr(loss_fn, "logged_terms", ()))
     totals = {"loss": torch.zeros(2, dtype=torch.float64, device=device)}
     first = None
     for batch in loader:
         inputs, targets, counts = package.batch_to_device(batch, device)
         with autocast_context(args, device):
             outputs = model(inputs)
-            loss, _ = loss_fn(outputs, targets)
+            loss, terms = loss_fn(outputs, targets)
         n_utterances = len(batch[0])
-        stats = {"loss": (loss.detach().double() * n_utterances, n_utterances),
+        recipe_loss = loss.detach().double() - sum(terms[name].double() for name in optional_terms)
+        stats = {"loss": (recipe_loss * n_utterances, n_utterances),
+                 **{name: (terms[name].double() * n_utterances, n_utterances) for name in optional_terms},
                  **package.validation_stats(outputs, inputs, targets)}
         for name, pair in stats.items():
             pair = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in pair])

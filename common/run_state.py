@@ -27,6 +27,14 @@ class StopRequest:
         self.requested = True
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker_init_fn. timeout, SLURM and Ctrl-C signal the whole process group; PyTorch's
+    workers die of SIGTERM, which aborts the main process mid-step, before its stop checkpoint. The
+    stop is the main process's to make; it ends its workers when the loader goes."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def rng_state() -> dict:
     numpy_state = np.random.get_state()
     return {

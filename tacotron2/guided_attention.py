@@ -5,9 +5,11 @@ the diagonal n/N = t/T. The penalty weights each attention value by its distance
 
     W[t, n] = 1 - exp(-(n/N - t/T)^2 / (2 sigma^2)),
 
-with N and T each utterance's real token and frame counts, and averages ``alignments * W`` over
-the real (t, n) positions of the batch. It is ~0 for a diagonal alignment and grows as attention
-wanders off it, which speeds up the moment a fresh model learns to align.
+with N and T each utterance's real token and frame counts. The loss is the penalty of one decoder
+step, sum over n of ``alignments[t, n] * W[t, n]``, averaged over the real decoder steps of the batch:
+~0 for a diagonal alignment, about 0.6 for uniform attention whatever the text length, so a weight
+of 1 puts it on the scale of the mel loss. (Averaging over all (t, n) positions instead divides it
+by the token count: ~0.005 on LJSpeech sentences, too weak to steer anything.)
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def guided_attention_weights(input_lengths: Tensor, output_lengths: Tensor, n_fr
 
 def guided_attention_loss(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor,
                           sigma: float = 0.2) -> Tensor:
-    """Mean of ``alignments * W`` over real positions, in float32 (``alignments [B, T, N]``)."""
+    """Per-decoder-step penalty ``sum_n alignments * W``, averaged over real steps, in float32
+    (``alignments [B, T, N]``)."""
     _, n_frames, n_tokens = alignments.shape
-    weights, mask = guided_attention_weights(input_lengths.to(alignments.device), output_lengths,
-                                             n_frames, n_tokens, sigma)
+    weights, _ = guided_attention_weights(input_lengths.to(alignments.device), output_lengths,
+                                          n_frames, n_tokens, sigma)
     penalty = (alignments.float() * weights).sum()
-    return penalty / mask.sum().clamp(min=1).float()
+    n_steps = output_lengths.to(alignments.device).clamp(max=n_frames).sum()
+    return penalty / n_steps.clamp(min=1).float()

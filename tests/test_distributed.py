@@ -98,11 +98,14 @@ def wait_for_log_key(log_file: Path, key: str, process: subprocess.Popen, timeou
 
 def test_sigterm_mid_epoch_writes_a_checkpoint_and_resume_continues(clips, tmp_path):
     output = tmp_path / "preempted"
-    args = waveglow_args(output, *clips, 50, 1, SEGMENT)
+    # Data-loader workers, and the signal sent to the whole process group as timeout, SLURM and
+    # Ctrl-C do: a worker killed by it must not abort the step before the stop checkpoint.
+    args = waveglow_args(output, *clips, 50, 1, SEGMENT, "--num-workers", "2")
     process = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env_without_gpu(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     wait_for_log_key(output / "nvlog.json", '"train_iter_loss"', process)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     stdout, _ = process.communicate(timeout=120)
     assert process.returncode == 0, stdout
     assert "Stopped by signal" in stdout

@@ -45,7 +45,15 @@ def test_diagonal_attention_costs_less_than_uniform_or_anti_diagonal():
     losses = [float(guided_attention_loss(a.unsqueeze(0), lengths(n_tokens), lengths(n_frames)))
               for a in (diag, uniform, anti)]
     assert all(loss > 0 for loss in losses)
-    assert losses[0] < 0.01 < losses[1] < losses[2]
+    assert losses[0] < 0.05 and 0.5 < losses[1] < losses[2]
+
+
+def test_the_penalty_of_a_step_does_not_shrink_with_longer_text():
+    # Averaged per decoder step, uniform attention costs the same for 10 or 150 tokens, so one
+    # --guided-attn-weight means the same on short and long sentences.
+    costs = [float(guided_attention_loss(torch.full((1, 5 * n, n), 1.0 / n), lengths(n), lengths(5 * n)))
+             for n in (10, 150)]
+    assert costs[0] == pytest.approx(costs[1], abs=0.02) and costs[0] > 0.5
 
 
 def test_padding_does_not_change_the_loss():
@@ -57,8 +65,8 @@ def test_padding_does_not_change_the_loss():
     padded[0] = other
     both = guided_attention_loss(padded, lengths(9, 7), lengths(20, 12))
     other_alone = guided_attention_loss(other.unsqueeze(0), lengths(9), lengths(20))
-    # the batch loss is the mean over all real positions: a count-weighted mean of the two
-    expected = (other_alone * 20 * 9 + alone * 12 * 7) / (20 * 9 + 12 * 7)
+    # the batch loss is the mean over real decoder steps: a frame-count-weighted mean of the two
+    expected = (other_alone * 20 + alone * 12) / (20 + 12)
     torch.testing.assert_close(both, expected)
 
 
@@ -114,3 +122,20 @@ def test_a_short_run_logs_the_guided_attention_term(tmp_path):
     assert all(0.01 < value < 1.0 for _, value in guided)
     total = dict(values(log, "train_iter_loss"))
     assert all(total[step] > value for step, value in guided)
+
+
+def test_validation_loss_is_the_recipes_and_the_guided_term_is_logged_beside_it(tmp_path):
+    # lr 0: both runs validate the same freshly initialised model, so only the guided term differs
+    train_list = tiny_filelist(tmp_path, 4)
+    val_losses = {}
+    for weight in ("0", "1.0"):
+        out = tmp_path / f"guided_{weight}"
+        assert train.main(tacotron2_args(out, train_list, 1, "-lr", "0", "--guided-attn-weight", weight)) == 0
+        log = read_log(out / "nvlog.json")
+        val_losses[weight] = values(log, "val_loss")[0][1]
+        guided = values(log, "val_guided_attn_loss")
+        if weight == "0":
+            assert guided == []
+        else:
+            assert len(guided) == 1 and 0.1 < guided[0][1] < 1.0
+    assert val_losses["1.0"] == pytest.approx(val_losses["0"], rel=1e-5)
