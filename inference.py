@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="float16 autocast (GPU only)")
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     add("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    add("--cuda-graphs", action="store_true",
+        help="Tacotron 2 decoder steps through CUDA graphs (GPU only; experimental: not yet measured)")
     add("--batch-size", type=int, default=8, help="lines decoded together")
     add("--seed", type=int, default=1234, help="same seed and batch size, same audio")
     add("--include-warmup", action="store_true", help="3 untimed warm-up runs first")
@@ -271,6 +273,12 @@ def save_alignments(path: str, alignments: list[torch.Tensor]) -> None:
     os.replace(tmp, path)  # atomic, like the wavs
 
 
+def use_cuda_graphs(t2_model, wanted: bool, device: torch.device) -> None:
+    if wanted and device.type != "cuda":
+        warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
+    t2_model.decoder.cuda_graphs = wanted and device.type == "cuda"
+
+
 def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dict]:
     """Load and check the models -> (pipeline, audio config)."""
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 and device.type == "cuda" else None
@@ -280,6 +288,7 @@ def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dic
     if not args.mel_files:
         overrides = {"max_decoder_steps": args.max_decoder_steps} if args.max_decoder_steps else {}
         t2_model, t2_ckpt = load_tacotron2(args.tacotron2, device, overrides)
+        use_cuda_graphs(t2_model, args.cuda_graphs, device)
     if args.vocoder == "waveglow":
         wg_model, wg_ckpt = load_waveglow(args.waveglow, device, args.wn_channels)
         if t2_model is not None and t2_model.n_mel_channels != wg_model.upsample.in_channels:

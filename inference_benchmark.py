@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="float16 autocast (GPU only)")
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     add("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    add("--cuda-graphs", action="store_true", help="Tacotron 2 decoder steps through CUDA graphs (GPU only)")
     add("--num-iters", type=int, default=10, help="timed iterations")
     add("--warmup", type=int, default=3, help="untimed iterations first")
     add("--decoder-steps", type=int, default=None,
@@ -125,8 +126,9 @@ def summarize(results: list[dict]) -> dict:
 
 def print_table(args: argparse.Namespace, summary: dict, device: torch.device) -> None:
     mode = "bf16" if args.bf16 else "fp16" if args.fp16 and device.type == "cuda" else "fp32"
+    graphs = ", CUDA graphs" if args.cuda_graphs and device.type == "cuda" else ""
     print(f"\nbatch size {args.batch_size}, input length {args.input_length}, {args.num_iters} iterations, "
-          f"{mode}, {device.type}")
+          f"{mode}, {device.type}{graphs}")
     rows = [("latency average", f"{summary['latency_avg']:.4f} s"), ("latency std", f"{summary['latency_std']:.4f} s")]
     rows += [(f"latency p{p}", f"{summary[f'latency_p{p}']:.4f} s") for p in (50, 90, 95, 99)]
     rows += [("Tacotron 2", f"{summary['tacotron2_items_per_sec']:.1f} frames/s"),
@@ -145,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         print("warning: --fp16 needs a GPU; running in float32 on the CPU", file=sys.stderr)
     torch.manual_seed(args.seed)
     t2_model, wg_model, sampling_rate = load_models(args, device)
+    inference.use_cuda_graphs(t2_model, args.cuda_graphs, device)
     denoiser = Denoiser(wg_model).to(device) if args.denoising_strength > 0 else None
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 and device.type == "cuda" else None
     pipe = inference.Pipeline(device, dtype, t2_model, wg_model, denoiser, None, args.sigma_infer,

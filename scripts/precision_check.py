@@ -8,7 +8,9 @@ With random weights (same seed for every precision) it prints, per precision the
   from FP32 (the prenet's dropout is always on, so a differing mask shows up here);
 - WaveGlow's round trip, max |audio - reverse(forward(audio))|, and the dtypes of z and the
   log-determinants (float32 in every precision).
-Exits non-zero when a loss differs from FP32 by more than --loss-tolerance or a round trip by more
+On a GPU also the CUDA-graph decoder (inference.py --cuda-graphs) against the eager one: max |mel|
+difference over 100 forced free-running steps with the prenet's dropout off, first capture and a
+cached replay. Exits non-zero when a loss differs from FP32 by more than --loss-tolerance or a round trip by more
 than --inversion-tolerance.
 """
 from __future__ import annotations
@@ -102,6 +104,35 @@ def waveglow_round_trips(device: torch.device, n_frames: int, wn_channels: int |
     return results
 
 
+def cuda_graph_differences(device: torch.device, n_steps: int = 100) -> dict[str, tuple[float, float, bool]]:
+    """Per precision: (max |graphed - eager| mel, max |second graphed run - first|, all finite)."""
+    torch.manual_seed(0)
+    config = {**inference.default_config(tacotron2), "max_decoder_steps": n_steps,
+              "decoder_no_early_stopping": True}
+    model = tacotron2.build_model(config).to(device).eval()
+    prenet_layers = model.decoder.prenet.layers
+
+    def prenet_without_dropout(frames):  # dropout draws differ between graphs and eager launches
+        for linear in prenet_layers:
+            frames = torch.relu(linear(frames))
+        return frames
+
+    model.decoder.prenet.forward = prenet_without_dropout
+    text = torch.randint(1, len(tacotron2.symbols), (1, 77), generator=torch.Generator().manual_seed(0)).to(device)
+    lengths = torch.tensor([77], device=device)
+    results = {}
+    for name, dtype in precisions(device).items():
+        with torch.no_grad(), autocast(device, dtype):
+            model.decoder.cuda_graphs = False
+            eager = model.infer(text, lengths)[0].float()
+            model.decoder.cuda_graphs = True
+            graphed = model.infer(text, lengths)[0].float()
+            replayed = model.infer(text, lengths)[0].float()
+        finite = bool(torch.isfinite(graphed).all() and torch.isfinite(replayed).all())
+        results[name] = (float((graphed - eager).abs().max()), float((replayed - graphed).abs().max()), finite)
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
@@ -126,6 +157,14 @@ def main(argv=None) -> int:
         if error > args.inversion_tolerance or z_dtype != torch.float32 or log_det_dtype != torch.float32:
             failures.append(f"WaveGlow {precision} round trip: error {error:.1e}, z {z_dtype}, "
                             f"log-determinants {log_det_dtype}")
+    if device.type == "cuda":
+        print("\nTacotron 2 free running, CUDA graphs vs eager, 100 steps, prenet dropout off")
+        print("| precision | max mel difference | second run vs first | finite |\n|---|---:|---:|---|")
+        for precision, (difference, replay_difference, finite) in cuda_graph_differences(device).items():
+            print(f"| {precision} | {difference:.1e} | {replay_difference:.1e} | {finite} |")
+            if not finite or replay_difference > 0:
+                failures.append(f"CUDA-graph decoding in {precision}: finite {finite}, "
+                                f"replay differs by {replay_difference:.1e}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0

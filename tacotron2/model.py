@@ -128,6 +128,19 @@ class DecoderState(NamedTuple):
     attention_context: Tensor
 
 
+class FreeRunBuffers(NamedTuple):
+    memory: Tensor  # [B, N, E]
+    processed_memory: Tensor
+    location_weight: Tensor
+    pad_mask: Tensor  # [B, N] bool, True on padding
+    state: DecoderState
+    frame: Tensor  # the last frame, input of the next step
+    not_finished: Tensor  # [B] bool
+    mel_lengths: Tensor  # [B] long
+    mels: Tensor  # [chunk, B, n_mel]
+    alignments: Tensor  # [chunk, B, N] float32
+
+
 class Decoder(nn.Module):
     """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> mel frame + gate."""
 
@@ -145,6 +158,8 @@ class Decoder(nn.Module):
         self.early_stopping = early_stopping
         # infer() asks the device "all stopped?" only every this many steps (each ask is a host sync)
         self.gate_check_interval = 8
+        # free running through CUDA graphs (tacotron2/cuda_graphs.py); inference.py --cuda-graphs
+        self.cuda_graphs = False
 
         self.prenet = Prenet(n_mel_channels * n_frames_per_step, [prenet_dim, prenet_dim])
         self.attention_rnn = nn.LSTMCell(prenet_dim + encoder_embedding_dim, attention_rnn_dim)
@@ -204,44 +219,81 @@ class Decoder(nn.Module):
         gate_outputs = self.gate_layer(projection_input).squeeze(-1).transpose(0, 1)
         return mel_outputs, gate_outputs, torch.stack(alignments, dim=1)
 
-    def infer(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Free running: -> (mel_outputs [B, 80, T], mel_lengths [B] long, alignments [B, T, N]).
-
-        An utterance's length counts its frames up to and including the first whose
-        sigmoid(gate) > gate_threshold (the frame the gate target marks as last in training).
-        """
-        batch = memory.size(0)
+    def free_run_buffers(self, memory: Tensor, memory_lengths: Tensor, chunk_steps: int) -> FreeRunBuffers:
+        """Everything a chunk of free-running steps reads and writes, in fixed tensors (CUDA graphs
+        replay on fixed addresses); the state starts as the first step expects it."""
         pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
-        state = self.initial_state(memory)
-        frame = memory.new_zeros(batch, self.n_mel_channels)
-        not_finished = torch.ones(batch, dtype=torch.bool, device=memory.device)
-        mel_lengths = torch.zeros(batch, dtype=torch.long, device=memory.device)
-        mels, alignments = [], []
-        for step in range(1, self.max_decoder_steps + 1):
-            state = self.step(self.prenet(frame), state, memory, processed_memory, location_weight, pad_mask)
+        batch = memory.size(0)
+        return FreeRunBuffers(
+            memory=memory, processed_memory=processed_memory, location_weight=location_weight,
+            pad_mask=pad_mask, state=self.initial_state(memory),
+            frame=memory.new_zeros(batch, self.n_mel_channels),
+            not_finished=torch.ones(batch, dtype=torch.bool, device=memory.device),
+            mel_lengths=torch.zeros(batch, dtype=torch.long, device=memory.device),
+            mels=memory.new_zeros(chunk_steps, batch, self.n_mel_channels),
+            alignments=torch.zeros(chunk_steps, batch, memory.size(1), device=memory.device))
+
+    def decode_chunk(self, buffers: FreeRunBuffers, n_steps: int) -> None:
+        """n_steps free-running steps, in place: frames and attention go to buffers.mels/alignments
+        [:n_steps], the state, last frame, lengths and "not finished" flags are updated. An
+        utterance's length counts its frames up to and including the first whose
+        sigmoid(gate) > gate_threshold (the frame the gate target marks as last in training)."""
+        state, frame = buffers.state, buffers.frame
+        for step in range(n_steps):
+            state = self.step(self.prenet(frame), state, buffers.memory, buffers.processed_memory,
+                              buffers.location_weight, buffers.pad_mask)
             projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
             frame = self.linear_projection(projection_input)
             gate = self.gate_layer(projection_input).squeeze(1)
-            mels.append(frame)
-            alignments.append(state.attention_weights)
-            mel_lengths += not_finished
-            not_finished &= torch.sigmoid(gate.float()) <= self.gate_threshold
-            if (self.early_stopping and step % self.gate_check_interval == 0
-                    and not bool(not_finished.any())):
-                break
+            buffers.mels[step].copy_(frame)
+            buffers.alignments[step].copy_(state.attention_weights)
+            buffers.mel_lengths.add_(buffers.not_finished)
+            buffers.not_finished.logical_and_(torch.sigmoid(gate.float()) <= self.gate_threshold)
+        for fixed, new in zip(buffers.state, state):
+            fixed.copy_(new)
+        buffers.frame.copy_(frame)
 
+    def infer(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Free running: -> (mel_outputs [B, 80, T], mel_lengths [B] long, alignments [B, T, N]).
+
+        Steps run in chunks of gate_check_interval, after each of which the host asks the device
+        whether every utterance has stopped (one sync per chunk, none inside it). With
+        ``cuda_graphs`` on and the memory on a GPU each chunk is one CUDA graph replay
+        (tacotron2/cuda_graphs.py).
+        """
+        if self.cuda_graphs and memory.is_cuda:
+            from tacotron2.cuda_graphs import graphed_free_run
+            chunks, mel_lengths, not_finished = graphed_free_run(self, memory, memory_lengths)
+        else:
+            chunks, mel_lengths, not_finished = self.free_run(memory, memory_lengths)
         n_unfinished = int(not_finished.sum())
         if n_unfinished:
             warnings.warn(f"Reached max decoder steps ({self.max_decoder_steps}) before {n_unfinished} "
-                          f"of {batch} utterance(s) predicted a stop; their mels are cut off",
+                          f"of {memory.size(0)} utterance(s) predicted a stop; their mels are cut off",
                           stacklevel=2)
-        mel_outputs = torch.stack(mels, dim=2)
-        alignments = torch.stack(alignments, dim=1)
+        mel_outputs = torch.cat([mels for mels, _ in chunks]).permute(1, 2, 0)
+        alignments = torch.cat([weights for _, weights in chunks]).transpose(0, 1)[:, :, :memory.size(1)]
         if self.early_stopping:
             # frames decoded after the last stop but before the next check are dropped
             n_frames = int(mel_lengths.max())
             mel_outputs, alignments = mel_outputs[:, :, :n_frames], alignments[:, :n_frames]
         return mel_outputs, mel_lengths, alignments
+
+    def chunk_sizes(self) -> list[int]:
+        """Steps per chunk up to max_decoder_steps: gate_check_interval each, the last one shorter."""
+        k = self.gate_check_interval
+        return [min(k, self.max_decoder_steps - start) for start in range(0, self.max_decoder_steps, k)]
+
+    def free_run(self, memory: Tensor, memory_lengths: Tensor) -> tuple[list, Tensor, Tensor]:
+        """Eager chunks -> ([(mels [n, B, 80], alignments [n, B, N]) per chunk], mel_lengths, not_finished)."""
+        buffers = self.free_run_buffers(memory, memory_lengths, self.gate_check_interval)
+        chunks = []
+        for n_steps in self.chunk_sizes():
+            self.decode_chunk(buffers, n_steps)
+            chunks.append((buffers.mels[:n_steps].clone(), buffers.alignments[:n_steps].clone()))
+            if self.early_stopping and not bool(buffers.not_finished.any()):
+                break
+        return chunks, buffers.mel_lengths, buffers.not_finished
 
 
 class Postnet(nn.Module):

@@ -203,6 +203,13 @@ def test_same_seed_same_audio(ckpts, tmp_path, capsys):
     assert "--wn-channels ignored" in capsys.readouterr().out
 
 
+def test_cuda_graphs_on_the_cpu_warn_and_decode_the_same_audio(ckpts, tmp_path, capsys):
+    outs = [run(ckpts, tmp_path, out=f"out{i}", extra=extra)[1]
+            for i, extra in enumerate([["--seed", "7"], ["--seed", "7", "--cuda-graphs"]])]
+    assert "--cuda-graphs needs a GPU" in capsys.readouterr().err
+    assert torch.equal(load_wav(os.path.join(outs[0], "audio_1.wav")), load_wav(os.path.join(outs[1], "audio_1.wav")))
+
+
 def test_griffin_lim_needs_no_waveglow(ckpts, tmp_path):
     rc, out = run(ckpts, tmp_path, wg=None,
                   extra=["--vocoder", "griffin-lim", "--griffin-lim-iters", "2", "--save-alignments"])

@@ -228,6 +228,67 @@ def test_infer_stops_each_utterance_on_its_own_gate_in_caller_order():
     torch.testing.assert_close(alignments_o, alignments[order], rtol=1e-3, atol=1e-4)
 
 
+def step_by_step_infer(model: Tacotron2, text, text_lengths):
+    """Free running as the recipe writes it: one step at a time, the gate read after every step."""
+    decoder = model.decoder
+    memory = model._encode(text, text_lengths)
+    pad_mask, processed_memory, location_weight = decoder._prepare(memory, text_lengths)
+    state, frame = decoder.initial_state(memory), memory.new_zeros(memory.size(0), decoder.n_mel_channels)
+    not_finished = torch.ones(memory.size(0), dtype=torch.bool)
+    lengths = torch.zeros(memory.size(0), dtype=torch.long)
+    frames, weights = [], []
+    for _ in range(decoder.max_decoder_steps):
+        state = decoder.step(decoder.prenet(frame), state, memory, processed_memory, location_weight, pad_mask)
+        projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
+        frame = decoder.linear_projection(projection_input)
+        frames.append(frame)
+        weights.append(state.attention_weights)
+        lengths += not_finished
+        not_finished &= torch.sigmoid(decoder.gate_layer(projection_input).squeeze(1)) <= decoder.gate_threshold
+        if decoder.early_stopping and not not_finished.any():
+            break
+    mel = torch.stack(frames, dim=2)
+    return mel + model.postnet(mel), lengths, torch.stack(weights, dim=1)
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_chunked_free_running_equals_step_by_step(early_stopping):
+    # 13 steps: a chunk of 8 and a shorter last one; stops at 3 and 10 (after the first check)
+    reference, model = (small_model(max_decoder_steps=13, decoder_no_early_stopping=not early_stopping).eval()
+                        for _ in range(2))
+    for each in (reference, model):
+        scripted_gate(each, [3, 10] if early_stopping else [3, 20])
+    text, lengths = torch.randint(1, 148, (2, 6), generator=torch.Generator().manual_seed(5)), torch.tensor([6, 4])
+    torch.manual_seed(7)  # the prenet's dropout draws the same masks in both
+    with torch.no_grad():
+        expected = step_by_step_infer(reference, text, lengths)
+    torch.manual_seed(7)
+    with warnings.catch_warnings(record=True):
+        mel, mel_lengths, alignments = model.infer(text, lengths)
+    assert mel_lengths.tolist() == expected[1].tolist() == ([3, 10] if early_stopping else [3, 13])
+    assert mel.shape[2] == (10 if early_stopping else 13)
+    assert torch.equal(mel, expected[0][:, :, :mel.shape[2]])
+    assert torch.equal(alignments, expected[2][:, :mel.shape[2]])
+
+
+def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
+    # What the CUDA-graph path does to give graphs fixed shapes, run eagerly on the CPU.
+    from tacotron2.cuda_graphs import pad_tokens
+    model = without_prenet_dropout(small_model(max_decoder_steps=12, decoder_no_early_stopping=True)).eval()
+    text, lengths = torch.randint(1, 148, (2, 7), generator=torch.Generator().manual_seed(2)), torch.tensor([7, 5])
+    with torch.no_grad():
+        memory = model._encode(text, lengths)
+        padded = pad_tokens(memory, bucket=32)
+        assert padded.shape == (2, 32, memory.size(2)) and pad_tokens(padded, bucket=32).shape == padded.shape
+        chunks, mel_lengths, _ = model.decoder.free_run(memory, lengths)
+        padded_chunks, padded_lengths, _ = model.decoder.free_run(padded, lengths)
+    assert torch.equal(mel_lengths, padded_lengths)
+    for (mels, weights), (padded_mels, padded_weights) in zip(chunks, padded_chunks, strict=True):
+        torch.testing.assert_close(padded_mels, mels, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(padded_weights[..., :7], weights, rtol=1e-5, atol=1e-6)
+        assert padded_weights[..., 7:].abs().sum() == 0
+
+
 def test_infer_warns_at_max_decoder_steps():
     model = small_model(max_decoder_steps=6).eval()
     with torch.no_grad():
