@@ -11,6 +11,7 @@
 # Environment: MAKER (an eSpeak NG LJSpeech-layout generator taking filelists, OUT, --split-by-input
 # --path-prefix --rate --filelist-text --jobs; with its `espeak-ng` command beside it), WHEELS (a folder
 # holding espeakng-loader==0.2.4, installed offline when Debian's espeak-ng is missing), JOBS (all cores),
+# MANIFEST (path,samples,md5 per clip; default: manifest_rate142.csv beside MAKER, checked when there),
 # PYTHON (python).
 set -euo pipefail
 
@@ -36,4 +37,10 @@ PATH="$(dirname "$MAKER"):$PATH" "$PYTHON" "$MAKER" \
 "$PYTHON" preprocess_audio2mel.py -d "$OUT" --num-workers "$JOBS" \
     --wav-files filelists/ljs_audio_text_train_subset_1250_filelist.txt filelists/ljs_audio_text_val_filelist.txt \
     --mel-files filelists/ljs_mel_text_train_subset_1250_filelist.txt filelists/ljs_mel_text_val_filelist.txt
+# The maker ships the md5 of every clip it made for the reference numbers: same clips, comparable numbers.
+MANIFEST=${MANIFEST:-$(dirname "$MAKER")/manifest_rate142.csv}
+if [ -f "$MANIFEST" ]; then
+    "$PYTHON" scripts/check_benchmark_set.py "$OUT" "$MANIFEST" \
+        || echo "warning: the set differs from $MANIFEST: numbers measured on it are not comparable" >&2
+fi
 echo "Benchmark set ready: -d $OUT"
