@@ -292,11 +292,16 @@ def throughput_table_text(table: ThroughputTable) -> str:
     return markdown_table(header, rows, [True] * len(header))
 
 
+def distinct_steps(run: Run) -> set[tuple[int, int]]:
+    """(epoch, iteration) pairs the log holds; a run resumed from an older checkpoint logs some twice."""
+    return {(epoch, i) for epoch, i, _ in run.iterations}
+
+
 def first_focused_epoch(run: Run, threshold: float = 0.5) -> tuple[int, int] | None:
     """(epoch, optimizer steps done by its end) of the first validation whose val_focus exceeds
     `threshold`: when Tacotron 2's attention became diagonal. None if it never did."""
     steps_by_epoch: dict[int, int] = {}
-    for epoch, _, _ in run.iterations:
+    for epoch, _ in distinct_steps(run):
         steps_by_epoch[epoch] = steps_by_epoch.get(epoch, 0) + 1
     for epoch in sorted(run.epochs):
         if run.epochs[epoch].get("val_focus", 0.0) > threshold:
@@ -313,7 +318,7 @@ def alignment_table(runs: Sequence[Run], threshold: float = 0.5) -> str:
             continue
         first = first_focused_epoch(run, threshold)
         guided = run.params.get("guided_attn_weight", 0.0)
-        rows.append([run.source, str(guided), "never" if first is None else f"epoch {first[0]}, step {first[1]}",
+        rows.append([run.source, str(guided), f"not within {len(distinct_steps(run))} steps" if first is None else f"epoch {first[0]}, step {first[1]}",
                      f"{focused[-1]['val_focus']:.3f}", fmt_loss(focused[-1].get("val_loss"))])
     if not rows:
         return ""

@@ -157,13 +157,14 @@ def write_alignment_run(path, focus_per_epoch, steps_per_epoch, guided_weight):
 
 
 def test_attention_table_tells_when_focus_passed_the_threshold(tmp_path):
-    plain = ls.read_run(write_alignment_run(tmp_path / "plain.json", [0.03, 0.1, 0.2], 39, 0.0))
+    write_alignment_run(tmp_path / "plain.json", [0.03, 0.1], 39, 0.0)  # then resumed from epoch 0:
+    plain = ls.read_run(write_alignment_run(tmp_path / "plain.json", [0.03, 0.1, 0.2], 39, 0.0))  # appended
     guided = ls.read_run(write_alignment_run(tmp_path / "guided.json", [0.05, 0.4, 0.62, 0.7], 39, 1.0))
     assert ls.first_focused_epoch(plain) is None
     assert ls.first_focused_epoch(guided) == (2, 3 * 39)
     table = ls.alignment_table([plain, guided])
     plain_row, guided_row = [line for line in table.splitlines() if ".json" in line]
-    assert "never" in plain_row and "0.200" in plain_row
+    assert "not within 117 steps" in plain_row and "0.200" in plain_row
     assert "epoch 2, step 117" in guided_row and "0.700" in guided_row and "1.7" in guided_row
     assert "## Attention" in ls.summarize([plain, guided])
 
