@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -45,7 +44,6 @@ class PreprocessResult:
     written: int = 0
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
 
 def pair_filelists(wav_lists: Sequence[str], mel_lists: Sequence[str], dataset_path: str) -> list[MelJob]:
@@ -85,31 +83,22 @@ def save_mel(mel: torch.Tensor, path: str) -> None:
 
 _worker_stft: TacotronSTFT | None = None
 _worker_rate = 22050
-_worker_busy = False
 
 
 def _init_worker(stft_kwargs: dict, pool_worker: bool = True) -> None:
     global _worker_stft, _worker_rate
     if pool_worker:
         torch.set_num_threads(1)  # one process per core does the parallelism
-        # Ctrl-C signals the whole group: the main process alone stops, then ends the pool with
-        # SIGTERM, on which a worker exits through its finally blocks (no temp file left behind).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _worker_stft = TacotronSTFT(**stft_kwargs)
     _worker_rate = stft_kwargs["sampling_rate"]
 
 
 def _run_job(job: MelJob) -> str | None:
     """Compute and save one mel; a user-facing problem comes back as text, not an exception."""
-    global _worker_busy
-    _worker_busy = True
     try:
         save_mel(compute_mel(job.wav_path, _worker_stft, _worker_rate), job.mel_path)
     except UserError as err:
         return f"{job.where}: {err}"
-    finally:
-        _worker_busy = False
     return None
 
 
@@ -121,8 +110,7 @@ def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterato
     # spawn, not fork: a fork taken while torch's OpenMP threads exist can hang the child in its first matmul
     with get_context("spawn").Pool(
             num_workers, initializer=_init_worker, initargs=(stft_kwargs,)) as pool:
-        # one job at a time: results (and the counts of an interrupted run) follow the files written
-        yield from pool.imap_unordered(_run_job, todo)
+        yield from pool.imap_unordered(_run_job, todo, chunksize=8)
 
 
 def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, num_workers: int = 1,
@@ -133,29 +121,14 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
     result.skipped = len(jobs) - len(todo)
     # disable=None: a bar on a terminal only, not in CI logs
     bar = tqdm(total=len(todo), unit="mel", disable=None if progress is None else not progress)
-    try:
-        for failure in _results(todo, stft_kwargs, num_workers):
-            if failure is None:
-                result.written += 1
-            else:
-                result.failures.append(failure)
-            bar.update(1)
-    except KeyboardInterrupt:  # mels are written atomically: the finished ones are whole and kept
-        result.interrupted = True
-    finally:
-        bar.close()
+    for failure in _results(todo, stft_kwargs, num_workers):
+        if failure is None:
+            result.written += 1
+        else:
+            result.failures.append(failure)
+        bar.update(1)
+    bar.close()
     return result
-
-
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _exit_on_sigterm(signum, frame):
-    if not _worker_busy:  # idle (the pool's own stop, or exiting already): nothing to clean up
-        os._exit(128 + signum)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the pool's SIGTERM may follow the group's
-    raise SystemExit(128 + signum)  # out through atomic_write, which removes its temp file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_wav_value != 32768.0:
         print("warning: --max-wav-value is ignored: 16-bit wavs are scaled by 1/32768, as in training",
               file=sys.stderr)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         jobs = pair_filelists(args.wav_files, args.mel_files, args.dataset_path)
         result = preprocess(jobs, stft_kwargs_from_args(args), force=args.force,
@@ -196,9 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"mels: {result.written} written, {result.skipped} already done, "
           f"{len(result.failures)} failed")
-    if result.interrupted:
-        print("interrupted: run the same command again to finish (done mels are skipped)", file=sys.stderr)
-        return 130
     if result.failures:
         for failure in result.failures[:MAX_REPORTED_FAILURES]:
             print(f"error: {failure}", file=sys.stderr)
