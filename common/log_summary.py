@@ -318,8 +318,10 @@ def alignment_table(runs: Sequence[Run], threshold: float = 0.5) -> str:
             continue
         first = first_focused_epoch(run, threshold)
         guided = run.params.get("guided_attn_weight", 0.0)
-        rows.append([run.source, str(guided), f"not within {len(distinct_steps(run))} steps" if first is None else f"epoch {first[0]}, step {first[1]}",
-                     f"{focused[-1]['val_focus']:.3f}", fmt_loss(focused[-1].get("val_loss"))])
+        when = (f"not within {len(distinct_steps(run))} steps" if first is None
+                else f"epoch {first[0]}, step {first[1]}")
+        rows.append([run.source, str(guided), when, f"{focused[-1]['val_focus']:.3f}",
+                     fmt_loss(focused[-1].get("val_loss"))])
     if not rows:
         return ""
     return markdown_table(["log", "guided attn weight", f"first val_focus > {threshold}", "last val_focus",

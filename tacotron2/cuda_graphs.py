@@ -83,10 +83,4 @@ def graphed_free_run(decoder, memory: Tensor, memory_lengths: Tensor) -> tuple[l
         captured_shapes.popitem(last=False)
 
     captured.load(decoder, memory, memory_lengths)
-    buffers, chunks = captured.buffers, []
-    for n_steps in decoder.chunk_sizes():
-        captured.graphs[n_steps].replay()
-        chunks.append((buffers.mels[:n_steps].clone(), buffers.alignments[:n_steps].clone()))
-        if decoder.early_stopping and not bool(buffers.not_finished.any()):
-            break
-    return chunks, buffers.mel_lengths.clone(), buffers.not_finished.clone()
+    return decoder.run_chunks(captured.buffers, lambda n_steps: captured.graphs[n_steps].replay())

@@ -24,7 +24,9 @@ def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
 
 
 class Prenet(nn.Module):
-    """Two ReLU layers whose dropout (0.5) stays on in eval mode too, as the Tacotron 2 paper asks."""
+    """Two ReLU layers whose dropout (0.5) stays on in eval mode too, as the Tacotron 2 paper asks.
+
+    Comparisons of two decoding paths set ``dropout = 0`` so that both see the same frames."""
 
     def __init__(self, in_dim: int, sizes: list[int]):
         super().__init__()
@@ -32,10 +34,13 @@ class Prenet(nn.Module):
         self.layers = nn.ModuleList(
             LinearNorm(n_in, n_out, bias=False) for n_in, n_out in zip(in_sizes, sizes)
         )
+        self.dropout = 0.5
 
     def forward(self, x: Tensor) -> Tensor:
         for linear in self.layers:
-            x = F.dropout(F.relu(linear(x)), p=0.5, training=True)
+            x = F.relu(linear(x))
+            if self.dropout:
+                x = F.dropout(x, p=self.dropout, training=True)
         return x
 
 
@@ -284,16 +289,22 @@ class Decoder(nn.Module):
         k = self.gate_check_interval
         return [min(k, self.max_decoder_steps - start) for start in range(0, self.max_decoder_steps, k)]
 
-    def free_run(self, memory: Tensor, memory_lengths: Tensor) -> tuple[list, Tensor, Tensor]:
-        """Eager chunks -> ([(mels [n, B, 80], alignments [n, B, N]) per chunk], mel_lengths, not_finished)."""
-        buffers = self.free_run_buffers(memory, memory_lengths, self.gate_check_interval)
+    def run_chunks(self, buffers: FreeRunBuffers, run_chunk) -> tuple[list, Tensor, Tensor]:
+        """``run_chunk(n_steps)`` fills ``buffers`` chunk after chunk up to max_decoder_steps, stopping
+        early once every utterance has -> ([(mels [n, B, 80], alignments [n, B, N]) per chunk],
+        mel_lengths, not_finished), copies that outlive the buffers."""
         chunks = []
         for n_steps in self.chunk_sizes():
-            self.decode_chunk(buffers, n_steps)
+            run_chunk(n_steps)
             chunks.append((buffers.mels[:n_steps].clone(), buffers.alignments[:n_steps].clone()))
             if self.early_stopping and not bool(buffers.not_finished.any()):
                 break
-        return chunks, buffers.mel_lengths, buffers.not_finished
+        return chunks, buffers.mel_lengths.clone(), buffers.not_finished.clone()
+
+    def free_run(self, memory: Tensor, memory_lengths: Tensor) -> tuple[list, Tensor, Tensor]:
+        """Eager chunks: :meth:`run_chunks` with :meth:`decode_chunk`."""
+        buffers = self.free_run_buffers(memory, memory_lengths, self.gate_check_interval)
+        return self.run_chunks(buffers, lambda n_steps: self.decode_chunk(buffers, n_steps))
 
 
 class Postnet(nn.Module):
