@@ -57,13 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-d", "--denoising-strength", type=float, default=0.01, help="0 turns the denoiser off")
     add("-sr", "--sampling-rate", type=int, help="wav sampling rate (default: the checkpoint's, else 22050)")
     add("--stft-hop-length", type=int, help="Griffin-Lim STFT hop (default: the checkpoint's, else 256)")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", "--fp16-run", "--amp-run", dest="fp16", action="store_true",
-                           help="float16 autocast (GPU only)")
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    add("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    add("--cuda-graphs", action="store_true",
-        help="Tacotron 2 decoder steps through CUDA graphs (GPU only; experimental: not yet measured)")
+    add_precision_args(parser)
+    add_speed_args(parser)
     add("--batch-size", type=int, default=8, help="lines decoded together")
     add("--seed", type=int, default=1234, help="same seed and batch size, same audio")
     add("--include-warmup", action="store_true", help="3 untimed warm-up runs first")
@@ -75,8 +70,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_precision_args(parser: argparse.ArgumentParser) -> None:
+    """--fp16 | --bf16, --autocast, --cpu: shared with inference_benchmark.py."""
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", "--fp16-run", "--amp-run", dest="fp16", action="store_true",
+                           help="float16 (GPU only): both models' weights cast once, as the recipe's --fp16")
+    precision.add_argument("--bf16", action="store_true", help="bfloat16: both models' weights cast once")
+    parser.add_argument("--autocast", action="store_true",
+                        help="with --fp16/--bf16: keep float32 weights and run under torch.autocast instead")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+
+
+def add_speed_args(parser: argparse.ArgumentParser) -> None:
+    """--cuda-graphs, --torch-compile: shared with inference_benchmark.py."""
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="Tacotron 2 decoder steps through CUDA graphs (GPU only; experimental: not yet measured)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="torch.compile WaveGlow's gated activations into one kernel each (experimental: not "
+                             "yet measured; the first run compiles, which takes seconds)")
+
+
+def check_precision_args(args: argparse.Namespace) -> None:
+    if args.autocast and not (args.fp16 or args.bf16):
+        raise UserError("--autocast needs --fp16 or --bf16")
+
+
+def inference_dtype(args: argparse.Namespace, device: torch.device) -> torch.dtype | None:
+    """The half precision asked for, None for float32 (--fp16 on a CPU falls back to float32)."""
+    if args.fp16 and device.type != "cuda":
+        warn("--fp16 needs a GPU; running in float32 on the CPU")
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 and device.type == "cuda" else None
+
+
+def cast_models(dtype: torch.dtype | None, use_autocast: bool, *models: torch.nn.Module | None) -> None:
+    """Cast the models' weights to ``dtype`` once, unless autocast is to do it per operation.
+    Call before building the denoiser, which measures the vocoder as it will run."""
+    if dtype is not None and not use_autocast:
+        for model in models:
+            if model is not None:
+                model.cast_for_inference(dtype)
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Flag combinations argparse cannot express; raises UserError."""
+    check_precision_args(args)
     if args.mel_files and (args.input or args.tacotron2):
         raise UserError("--mel-files vocodes saved mels: leave out -i/--input and --tacotron2")
     if not args.mel_files and not (args.input and args.tacotron2):
@@ -158,7 +195,7 @@ def audio_config(args: argparse.Namespace, *ckpts: dict | None) -> dict:
 class Pipeline:
     """Models and settings for text -> mel -> audio; `vocoder` None means Griffin-Lim via `stft`."""
     device: torch.device
-    dtype: torch.dtype | None  # autocast dtype; None = float32
+    dtype: torch.dtype | None  # None = float32
     tacotron2: torch.nn.Module | None
     vocoder: torch.nn.Module | None
     denoiser: torch.nn.Module | None
@@ -167,9 +204,12 @@ class Pipeline:
     denoising_strength: float
     griffin_lim_iters: int
     generator: torch.Generator  # CPU: Griffin-Lim draws its initial phases on the CPU
+    use_autocast: bool = False  # False: the models' weights are already in `dtype`
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
+        if self.dtype is None or not self.use_autocast:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
 
 @torch.no_grad()
@@ -281,19 +321,20 @@ def use_cuda_graphs(t2_model, wanted: bool, device: torch.device) -> None:
 
 def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dict]:
     """Load and check the models -> (pipeline, audio config)."""
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 and device.type == "cuda" else None
-    if args.fp16 and device.type != "cuda":
-        warn("--fp16 needs a GPU; running in float32 on the CPU")
+    dtype = inference_dtype(args, device)
     t2_model = t2_ckpt = wg_model = wg_ckpt = denoiser = stft = None
     if not args.mel_files:
         overrides = {"max_decoder_steps": args.max_decoder_steps} if args.max_decoder_steps else {}
         t2_model, t2_ckpt = load_tacotron2(args.tacotron2, device, overrides)
+        cast_models(dtype, args.autocast, t2_model)
         use_cuda_graphs(t2_model, args.cuda_graphs, device)
     if args.vocoder == "waveglow":
         wg_model, wg_ckpt = load_waveglow(args.waveglow, device, args.wn_channels)
         if t2_model is not None and t2_model.n_mel_channels != wg_model.upsample.in_channels:
             raise CheckpointError(f"{args.waveglow}: takes {wg_model.upsample.in_channels} mel channels but "
                                   f"{args.tacotron2} makes {t2_model.n_mel_channels}")
+        cast_models(dtype, args.autocast, wg_model)
+        wg_model.compile_gates(args.torch_compile)
         if args.denoising_strength > 0:
             denoiser = Denoiser(wg_model).to(device)
     audio = audio_config(args, t2_ckpt, wg_ckpt)
@@ -304,7 +345,7 @@ def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dic
     else:
         audio["n_mel_channels"] = wg_model.upsample.in_channels
     pipe = Pipeline(device, dtype, t2_model, wg_model, denoiser, stft, args.sigma_infer, args.denoising_strength,
-                    args.griffin_lim_iters, torch.Generator())
+                    args.griffin_lim_iters, torch.Generator(), args.autocast)
     return pipe, audio
 
 

@@ -42,12 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-il", "--input-length", type=int, default=128, help="input characters per utterance")
     add("-bs", "--batch-size", type=int, default=1)
     add("--random-ids", action="store_true", help="random symbol ids instead of the sentence")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", "--fp16-run", "--amp-run", dest="fp16", action="store_true",
-                           help="float16 autocast (GPU only)")
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    add("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    add("--cuda-graphs", action="store_true", help="Tacotron 2 decoder steps through CUDA graphs (GPU only)")
+    inference.add_precision_args(parser)
+    inference.add_speed_args(parser)
     add("--num-iters", type=int, default=10, help="timed iterations")
     add("--warmup", type=int, default=3, help="untimed iterations first")
     add("--decoder-steps", type=int, default=None,
@@ -61,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    inference.check_precision_args(args)
     if args.random_weights == bool(args.tacotron2 or args.waveglow):
         raise UserError("pass --tacotron2 and --waveglow checkpoints, or --random-weights")
     if not args.random_weights and not (args.tacotron2 and args.waveglow):
@@ -126,7 +123,10 @@ def summarize(results: list[dict]) -> dict:
 
 def print_table(args: argparse.Namespace, summary: dict, device: torch.device) -> None:
     mode = "bf16" if args.bf16 else "fp16" if args.fp16 and device.type == "cuda" else "fp32"
+    if mode != "fp32":
+        mode += " autocast" if args.autocast else " weights"
     graphs = ", CUDA graphs" if args.cuda_graphs and device.type == "cuda" else ""
+    graphs += ", compiled WaveGlow gates" if args.torch_compile else ""
     print(f"\nbatch size {args.batch_size}, input length {args.input_length}, {args.num_iters} iterations, "
           f"{mode}, {device.type}{graphs}")
     rows = [("latency average", f"{summary['latency_avg']:.4f} s"), ("latency std", f"{summary['latency_std']:.4f} s")]
@@ -143,15 +143,15 @@ def print_table(args: argparse.Namespace, summary: dict, device: torch.device) -
 def run(args: argparse.Namespace) -> int:
     check_args(args)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    if args.fp16 and device.type != "cuda":
-        print("warning: --fp16 needs a GPU; running in float32 on the CPU", file=sys.stderr)
+    dtype = inference.inference_dtype(args, device)
     torch.manual_seed(args.seed)
     t2_model, wg_model, sampling_rate = load_models(args, device)
+    inference.cast_models(dtype, args.autocast, t2_model, wg_model)
     inference.use_cuda_graphs(t2_model, args.cuda_graphs, device)
+    wg_model.compile_gates(args.torch_compile)
     denoiser = Denoiser(wg_model).to(device) if args.denoising_strength > 0 else None
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 and device.type == "cuda" else None
     pipe = inference.Pipeline(device, dtype, t2_model, wg_model, denoiser, None, args.sigma_infer,
-                              args.denoising_strength, 0, torch.Generator())
+                              args.denoising_strength, 0, torch.Generator(), args.autocast)
     text, lengths = input_batch(args, t2_model.embedding.num_embeddings, device)
 
     logger = Logger(args.log_file)

@@ -8,14 +8,18 @@ With random weights (same seed for every precision) it prints, per precision the
   from FP32 (the prenet's dropout is always on, so a differing mask shows up here);
 - WaveGlow's round trip, max |audio - reverse(forward(audio))|, and the dtypes of z and the
   log-determinants (float32 in every precision).
-On a GPU also the CUDA-graph decoder (inference.py --cuda-graphs) against the eager one: max |mel|
-difference over 100 forced free-running steps with the prenet's dropout off, first capture and a
-cached replay. Exits non-zero when a loss differs from FP32 by more than --loss-tolerance or a round trip by more
-than --inversion-tolerance.
+- inference.py's half precisions (weights cast once, or autocast) against FP32: Tacotron 2 free
+  running (forced steps, prenet dropout off) and WaveGlow synthesis from a fixed z; on a GPU also
+  the CUDA-graph decoder (--cuda-graphs) against the eager one, a cached replay against the first
+  capture, and WaveGlow's compiled gates (--torch-compile) against eager ones.
+Exits non-zero when a loss differs from FP32 by more than --loss-tolerance, a round trip by more
+than --inversion-tolerance, a half-precision synthesis by more than --synthesis-tolerance, a
+graph replay differs from its first run, or anything is not finite.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from contextlib import nullcontext
@@ -41,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--wn-channels", type=int, choices=[256, 512], default=None, help="WaveGlow width")
     parser.add_argument("--loss-tolerance", type=float, default=1e-3, help="relative, against FP32")
     parser.add_argument("--inversion-tolerance", type=float, default=5e-2, help="absolute, audio peak ~1")
+    parser.add_argument("--synthesis-tolerance", type=float, default=5e-2,
+                        help="WaveGlow inference in half precision against FP32, relative to the peak")
+    parser.add_argument("--decoder-steps", type=int, default=100, help="forced free-running Tacotron 2 steps")
     return parser.parse_args(argv)
 
 
@@ -104,25 +111,72 @@ def waveglow_round_trips(device: torch.device, n_frames: int, wn_channels: int |
     return results
 
 
-def cuda_graph_differences(device: torch.device, n_steps: int = 100) -> dict[str, tuple[float, float, bool]]:
-    """Per precision: (max |graphed - eager| mel, max |second graphed run - first|, all finite)."""
+def inference_modes(device: torch.device) -> dict[str, tuple[torch.dtype, bool]]:
+    """inference.py's half precisions: name -> (dtype, autocast?); "weights" = cast once (the default)."""
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16} if device.type == "cuda" else {"bf16": torch.bfloat16}
+    return {f"{name} {kind}": (dtype, kind == "autocast") for name, dtype in dtypes.items()
+            for kind in ("weights", "autocast")}
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def free_running(model, text, lengths, dtype, use_autocast: bool, graphs: bool) -> torch.Tensor:
+    model.decoder.cuda_graphs = graphs
+    with torch.no_grad(), autocast(text.device, dtype if use_autocast else None):
+        return model.infer(text, lengths)[0].float()
+
+
+def inference_differences(device: torch.device, n_steps: int, waveglow_frames: int,
+                          wn_channels: int | None) -> dict[str, dict[str, float | bool]]:
+    """Per half-precision inference mode, against float32 (relative to the float32 peak):
+    Tacotron 2 free running (n_steps forced steps, prenet dropout off) and WaveGlow synthesis from a
+    fixed z. On a GPU also CUDA-graph vs eager decoding and a cached graph replay vs the first run
+    (in the same mode), and WaveGlow with torch.compile'd gates vs without."""
     torch.manual_seed(0)
-    config = {**inference.default_config(tacotron2), "max_decoder_steps": n_steps,
-              "decoder_no_early_stopping": True}
-    model = tacotron2.build_model(config).to(device).eval()
-    model.decoder.prenet.dropout = 0.0  # its draws differ between graph replays and eager launches
+    config = {**inference.default_config(tacotron2), "max_decoder_steps": n_steps, "decoder_no_early_stopping": True}
+    t2_fp32 = tacotron2.build_model(config).to(device).eval()
+    t2_fp32.decoder.prenet.dropout = 0.0  # its draws differ between graph replays and eager launches
     text = torch.randint(1, len(tacotron2.symbols), (1, 77), generator=torch.Generator().manual_seed(0)).to(device)
     lengths = torch.tensor([77], device=device)
+    mel_fp32 = free_running(t2_fp32, text, lengths, None, False, False)
+
+    wg_fp32 = waveglow.build_model(inference.default_config(waveglow, wn_channels)).remove_weightnorm()
+    with torch.no_grad():
+        for coupling in wg_fp32.WN:  # the last convolution starts at zero: make each coupling act
+            for parameter in coupling.end.parameters():
+                parameter.normal_(0.0, 0.02)
+    wg_fp32 = wg_fp32.to(device).eval()
+    mel = torch.randn(1, 80, waveglow_frames, device=device) - 5
+    z = 0.6 * torch.randn(1, 8, waveglow_frames * 32, device=device)
+    with torch.no_grad():
+        audio_fp32 = wg_fp32.infer(mel, z=z)
+
     results = {}
-    for name, dtype in precisions(device).items():
-        with torch.no_grad(), autocast(device, dtype):
-            model.decoder.cuda_graphs = False
-            eager = model.infer(text, lengths)[0].float()
-            model.decoder.cuda_graphs = True
-            graphed = model.infer(text, lengths)[0].float()
-            replayed = model.infer(text, lengths)[0].float()
-        finite = bool(torch.isfinite(graphed).all() and torch.isfinite(replayed).all())
-        results[name] = (float((graphed - eager).abs().max()), float((replayed - graphed).abs().max()), finite)
+    for name, (dtype, use_autocast) in inference_modes(device).items():
+        row = {}
+        t2_model, wg_model = copy.deepcopy(t2_fp32), copy.deepcopy(wg_fp32)
+        inference.cast_models(dtype, use_autocast, t2_model, wg_model)
+        eager = free_running(t2_model, text, lengths, dtype, use_autocast, False)
+        row["tacotron2_vs_fp32"] = relative(eager, mel_fp32)
+        finite = [eager]
+        if device.type == "cuda":
+            graphed = free_running(t2_model, text, lengths, dtype, use_autocast, True)
+            replayed = free_running(t2_model, text, lengths, dtype, use_autocast, True)
+            row["graphs_vs_eager"] = relative(graphed, eager)
+            row["replay_vs_first"] = float((replayed - graphed).abs().max())
+            finite += [graphed, replayed]
+        with torch.no_grad(), autocast(device, dtype if use_autocast else None):
+            audio = wg_model.infer(mel, z=z).float()
+            row["waveglow_vs_fp32"] = relative(audio, audio_fp32)
+            finite.append(audio)
+            if device.type == "cuda":
+                compiled = wg_model.compile_gates().infer(mel, z=z).float()
+                row["compiled_gates_vs_eager"] = relative(compiled, audio)
+                finite.append(compiled)
+        row["finite"] = all(bool(torch.isfinite(t).all()) for t in finite)
+        results[name] = row
     return results
 
 
@@ -150,14 +204,20 @@ def main(argv=None) -> int:
         if error > args.inversion_tolerance or z_dtype != torch.float32 or log_det_dtype != torch.float32:
             failures.append(f"WaveGlow {precision} round trip: error {error:.1e}, z {z_dtype}, "
                             f"log-determinants {log_det_dtype}")
-    if device.type == "cuda":
-        print("\nTacotron 2 free running, CUDA graphs vs eager, 100 steps, prenet dropout off")
-        print("| precision | max mel difference | second run vs first | finite |\n|---|---:|---:|---|")
-        for precision, (difference, replay_difference, finite) in cuda_graph_differences(device).items():
-            print(f"| {precision} | {difference:.1e} | {replay_difference:.1e} | {finite} |")
-            if not finite or replay_difference > 0:
-                failures.append(f"CUDA-graph decoding in {precision}: finite {finite}, "
-                                f"replay differs by {replay_difference:.1e}")
+
+    rows = inference_differences(device, args.decoder_steps, args.waveglow_frames, args.wn_channels)
+    columns = [key for key in next(iter(rows.values())) if key != "finite"]
+    print(f"\nInference (inference.py --fp16/--bf16 [--autocast]): max difference relative to the FP32 peak; "
+          f"Tacotron 2 {args.decoder_steps} forced free-running steps, prenet dropout off; WaveGlow "
+          f"{256 * args.waveglow_frames} samples from a fixed z")
+    print("| mode | " + " | ".join(columns) + " | finite |\n|---|" + "---:|" * len(columns) + "---|")
+    for mode, row in rows.items():
+        print(f"| {mode} | " + " | ".join(f"{row[key]:.1e}" for key in columns) + f" | {row['finite']} |")
+        if not row["finite"] or row.get("replay_vs_first", 0.0) > 0:
+            failures.append(f"inference in {mode}: finite {row['finite']}, "
+                            f"graph replay differs by {row.get('replay_vs_first', 0.0):.1e}")
+        if row["waveglow_vs_fp32"] > args.synthesis_tolerance:
+            failures.append(f"WaveGlow synthesis in {mode} differs from FP32 by {row['waveglow_vs_fp32']:.1e}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -87,9 +87,10 @@ class Attention(nn.Module):
         processed_query = self.query_layer(query).unsqueeze(1)
         location = self.location_layer(weights_cat, location_weight)
         energies = self.v(torch.tanh(processed_memory + location + processed_query)).squeeze(-1)
-        # float32 before masking: -inf and the softmax sum must not live in fp16/bf16
-        energies = energies.float().masked_fill(pad_mask, float("-inf"))
-        weights = torch.softmax(energies, dim=1)
+        # -inf is exact in fp16/bf16, and softmax(dtype=float32) computes in float32: for fp16 on CUDA
+        # one kernel reads the fp16 energies (no separate cast kernel in a decoder step)
+        energies = energies.masked_fill(pad_mask, float("-inf"))
+        weights = torch.softmax(energies, dim=1, dtype=torch.float32)
         context = torch.bmm(weights.unsqueeze(1).to(memory.dtype), memory).squeeze(1)
         return context, weights
 
@@ -175,6 +176,13 @@ class Decoder(nn.Module):
                                             n_mel_channels * n_frames_per_step)
         self.gate_layer = LinearNorm(decoder_rnn_dim + encoder_embedding_dim, 1, w_init_gain="sigmoid")
 
+    @property
+    def gate_logit_threshold(self) -> float:
+        """sigmoid(gate) > gate_threshold  <=>  gate > logit(gate_threshold): no sigmoid kernel per step."""
+        if not 0 < self.gate_threshold < 1:
+            return math.inf if self.gate_threshold >= 1 else -math.inf
+        return math.log(self.gate_threshold / (1 - self.gate_threshold))
+
     def initial_state(self, memory: Tensor) -> DecoderState:
         batch, n_tokens, _ = memory.shape
         att_h = memory.new_zeros(batch, self.attention_rnn.hidden_size)
@@ -253,7 +261,7 @@ class Decoder(nn.Module):
             buffers.mels[step].copy_(frame)
             buffers.alignments[step].copy_(state.attention_weights)
             buffers.mel_lengths.add_(buffers.not_finished)
-            buffers.not_finished.logical_and_(torch.sigmoid(gate.float()) <= self.gate_threshold)
+            buffers.not_finished.logical_and_(gate <= self.gate_logit_threshold)
         for fixed, new in zip(buffers.state, state):
             fixed.copy_(new)
         buffers.frame.copy_(frame)
@@ -394,6 +402,16 @@ class Tacotron2(nn.Module):
             mel_outputs_postnet = mel_outputs_postnet.masked_fill(padded.unsqueeze(1), 0.0)
             gate_outputs = gate_outputs.masked_fill(padded, 1e3)  # sigmoid -> 1: "stopped"
         return mel_outputs, mel_outputs_postnet, gate_outputs, alignments
+
+    def cast_for_inference(self, dtype: torch.dtype) -> "Tacotron2":
+        """Weights cast once to ``dtype`` (fp16/bf16), the recipe's inference ``--fp16``.
+
+        Unlike autocast this adds no cast kernels to a decoder step (a step is ~40 small launches at
+        batch 1, so casts cost time) and nothing to re-cast inside a CUDA graph. What must stay
+        float32 already does whatever the weights' dtype: attention energies, softmax and weights,
+        and the gate's sigmoid.
+        """
+        return self.to(dtype)
 
     @torch.no_grad()
     def infer(self, text: Tensor, input_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:

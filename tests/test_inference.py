@@ -210,6 +210,51 @@ def test_cuda_graphs_on_the_cpu_warn_and_decode_the_same_audio(ckpts, tmp_path, 
     assert torch.equal(load_wav(os.path.join(outs[0], "audio_1.wav")), load_wav(os.path.join(outs[1], "audio_1.wav")))
 
 
+def model_dtypes(ckpts, tmp_path, extra):
+    args = inference.build_parser().parse_args(
+        ["-i", write_text(tmp_path, LINES), "-o", str(tmp_path / "o"), "--cpu", "--tacotron2",
+         ckpts["Tacotron2", "ours"], "--waveglow", ckpts["WaveGlow", "ours"]] + extra)
+    pipe, _ = inference.setup(args, torch.device("cpu"))
+    t2_dtypes = {p.dtype for p in pipe.tacotron2.parameters()}
+    convinv = {p.dtype for p in pipe.vocoder.convinv.parameters()}
+    rest = {p.dtype for name, p in pipe.vocoder.named_parameters() if not name.startswith("convinv.")}
+    return t2_dtypes, rest, convinv, pipe
+
+
+def test_half_precision_casts_the_weights_once_or_autocasts(ckpts, tmp_path):
+    """--bf16 casts both models (the 1x1 convolutions stay float32); --bf16 --autocast keeps float32;
+    --torch-compile switches on WaveGlow's compiled gates."""
+    t2_dtypes, wg_dtypes, convinv, pipe = model_dtypes(ckpts, tmp_path, ["--bf16"])
+    assert t2_dtypes == wg_dtypes == {torch.bfloat16} and convinv == {torch.float32}
+    assert not isinstance(pipe.autocast(), torch.autocast)
+    assert not any(wn.compile_gate for wn in pipe.vocoder.WN)
+    t2_dtypes, wg_dtypes, convinv, pipe = model_dtypes(ckpts, tmp_path, ["--bf16", "--autocast", "--torch-compile",
+                                                                         "-d", "0"])
+    assert t2_dtypes == wg_dtypes == convinv == {torch.float32}
+    assert isinstance(pipe.autocast(), torch.autocast)
+    assert all(wn.compile_gate for wn in pipe.vocoder.WN)  # compiled on first use (not here: no denoiser)
+
+
+def test_half_precision_audio_matches_float32(ckpts, tmp_path):
+    """Same seed: cast-once bf16 and bf16 autocast give float32's audio up to bf16 rounding."""
+    runs = {"fp32": [], "bf16": ["--bf16"], "bf16 autocast": ["--bf16", "--autocast"]}
+    audio = {}
+    for i, (name, extra) in enumerate(runs.items()):
+        rc, out = run(ckpts, tmp_path, out=f"out{i}", extra=["--seed", "7", "-d", "0"] + extra)
+        assert rc == 0
+        audio[name] = load_wav(os.path.join(out, "audio_1.wav"))
+    reference = audio.pop("fp32")
+    for name, other in audio.items():
+        assert other.shape == reference.shape
+        error = float((other - reference).abs().max() / reference.abs().max())
+        assert 0 < error < 0.1, (name, error)  # 0: the precision did not change anything
+
+
+def test_autocast_needs_a_half_precision(ckpts, tmp_path, capsys):
+    rc, _ = run(ckpts, tmp_path, extra=["--autocast"])
+    assert rc == 2 and "--autocast needs --fp16 or --bf16" in capsys.readouterr().err
+
+
 def test_griffin_lim_needs_no_waveglow(ckpts, tmp_path):
     rc, out = run(ckpts, tmp_path, wg=None,
                   extra=["--vocoder", "griffin-lim", "--griffin-lim-iters", "2", "--save-alignments"])

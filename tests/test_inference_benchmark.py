@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -148,3 +149,27 @@ def test_device_timer_measures_wall_time():
     with DeviceTimer() as timer:  # no device: synchronises CUDA only if it is in use
         pass
     assert 0 <= timer.elapsed < 0.5
+
+
+def test_speed_table_runs_each_variant_and_reports_a_failing_one(tiny_ckpts, tmp_path):
+    """scripts/inference_speed_table.py: one process and one log per variant, a row each, the
+    speed-up over the first row; a variant that fails (a missing checkpoint) gets a row saying so
+    and exit status 1."""
+    script = os.path.join(REPO_ROOT, "scripts", "inference_speed_table.py")
+    t2, wg = tiny_ckpts
+    common = [sys.executable, script, "--num-iters", "2", "--warmup", "0", "--decoder-steps", "6",
+              "--out-dir", str(tmp_path), "--cpu", "-il", "20", "--tacotron2", t2]
+    result = subprocess.run(common + ["--waveglow", wg], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table[1:]] == ["fp32", "bf16-autocast", "bf16"]
+    assert table[1].rstrip().endswith("| 1.00x |")
+    assert sorted(os.listdir(tmp_path)) == ["bf16-autocast.json", "bf16.json", "fp32.json"]
+    for name in ("fp32", "bf16"):
+        summary = next(r["data"] for r in read_log(tmp_path / f"{name}.json") if r.get("step") == [])
+        assert summary["num_mels_per_audio"] == 6
+    result = subprocess.run(common + ["--waveglow", str(tmp_path / "missing.pt"), "--variants", "fp32"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("| fp32 |")]
+    assert len(failed) == 1 and "failed (exit 2)" in failed[0] and "missing.pt" in failed[0]

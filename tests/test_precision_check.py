@@ -33,7 +33,28 @@ def test_bf16_keeps_the_tacotron2_loss_and_the_waveglow_round_trip(check):
 
 
 def test_a_difference_over_the_tolerance_fails_the_check(check, capsys):
-    assert check.main(["--cpu", "--frames", "24", "--waveglow-frames", "4", "--wn-channels", "256",
+    assert check.main(["--cpu", "--frames", "24", "--waveglow-frames", "4", "--wn-channels", "256", "--decoder-steps", "8",
                        "--loss-tolerance", "0"]) == 1
     captured = capsys.readouterr()
     assert "| bf16 |" in captured.out and "Tacotron 2 bf16 loss differs from FP32" in captured.err
+
+
+def test_half_precision_inference_stays_near_float32(check):
+    """Both ways inference.py runs bf16 (weights cast once, autocast) change the numbers, a little."""
+    rows = check.inference_differences(torch.device("cpu"), n_steps=12, waveglow_frames=4, wn_channels=256)
+    assert set(rows) == {"bf16 weights", "bf16 autocast"}
+    for row in rows.values():
+        assert row["finite"]
+        assert 0 < row["tacotron2_vs_fp32"] < 0.05 and 0 < row["waveglow_vs_fp32"] < 0.05
+
+
+def test_decoder_step_ops_counts_the_casts_of_half_precision():
+    spec = importlib.util.spec_from_file_location("decoder_step_ops", os.path.join(REPO, "scripts", "decoder_step_ops.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cpu = torch.device("cpu")
+    fp32 = module.ops_per_step(cpu, None, False, n_steps=2, n_tokens=10)
+    cast = module.ops_per_step(cpu, torch.bfloat16, False, n_steps=2, n_tokens=10)
+    assert fp32["_to_copy"] == 0 and cast["_to_copy"] >= 2  # the attention's float32 <-> bf16 casts
+    assert fp32["addmm"] + fp32["mm"] >= 9 and fp32["bernoulli_"] == 2  # 7 linear layers, 2 LSTM cells
+    assert "sigmoid" not in fp32  # the gate is checked on its logit (sigmoid_ is the LSTM cells')

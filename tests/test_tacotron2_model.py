@@ -195,6 +195,26 @@ def test_autocast_keeps_attention_in_float32(dtype):
 
 # --- inference -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_weights_cast_once_decode_like_float32_and_like_autocast(dtype):
+    """cast_for_inference (inference --fp16/--bf16): the same frames as float32 up to rounding and as
+    autocast in the same dtype; attention still float32 and a distribution over the real tokens."""
+    model = without_prenet_dropout(small_model(max_decoder_steps=24, decoder_no_early_stopping=True)).eval()
+    text, lengths = torch.randint(1, 148, (2, 9), generator=torch.Generator().manual_seed(2)), torch.tensor([9, 6])
+    reference, _, _ = model.infer(text, lengths)
+    with torch.autocast("cpu", dtype=dtype):
+        autocast_mel, _, _ = model.infer(text, lengths)
+    mel, _, alignments = model.cast_for_inference(dtype).infer(text, lengths)
+    assert {p.dtype for p in model.parameters()} == {dtype} and mel.dtype == dtype
+    assert alignments.dtype == torch.float32 and mel.shape == (2, 20, 24)
+    torch.testing.assert_close(alignments.sum(-1), torch.ones(2, 24))
+    assert float(alignments[1, :, 6:].abs().max()) == 0.0
+    scale = float(reference.abs().max())
+    tolerance = 0.02 if dtype == torch.float16 else 0.1
+    assert 0 < float((mel.float() - reference).abs().max()) < tolerance * scale
+    assert float((mel.float() - autocast_mel.float()).abs().max()) < tolerance * scale
+
+
 def test_infer_stops_each_utterance_on_its_own_gate_in_caller_order():
     text_lengths, stops = [4, 11, 7], [5, 2, 11]  # unsorted on purpose
     gen = torch.Generator().manual_seed(3)
@@ -280,6 +300,15 @@ def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
         torch.testing.assert_close(padded_mels, mels, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(padded_weights[..., :7], weights, rtol=1e-5, atol=1e-6)
         assert padded_weights[..., 7:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.9, 1.0])
+def test_gate_check_on_logits_equals_the_sigmoid_rule(threshold):
+    """decode_chunk compares the gate logit with logit(threshold) instead of sigmoid(gate) with it."""
+    decoder = small_model(gate_threshold=threshold).decoder
+    gates = torch.tensor([-30.0, -2.0, -1.3862944, -0.1, 0.0, 0.1, 1.3862944, 2.2, 30.0])
+    gates = gates[(gates - decoder.gate_logit_threshold).abs() > 1e-4]  # rounding at the boundary aside
+    assert torch.equal(gates <= decoder.gate_logit_threshold, torch.sigmoid(gates) <= threshold)
 
 
 def test_infer_warns_at_max_decoder_steps():

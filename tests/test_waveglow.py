@@ -2,6 +2,7 @@
 
 import copy
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -237,6 +238,46 @@ def test_autocast_keeps_flow_terms_in_float32():
     assert float(loss.detach()) == pytest.approx(float(reference.detach()), abs=0.05)
     loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_weights_cast_once_synthesise_like_float32(dtype):
+    """cast_for_inference (inference --fp16/--bf16): WN and upsampler in `dtype`, the 1x1 convolutions
+    and the audio path float32; the same audio as float32 up to rounding, from a float32 mel."""
+    model = small_model().remove_weightnorm().eval()
+    mel, z = torch.randn(1, 80, 6) - 5, 0.6 * torch.randn(1, 8, 6 * 32)
+    with torch.no_grad():
+        reference = model.infer(mel, z=z)
+        audio = model.cast_for_inference(dtype).infer(mel, z=z)
+    assert model.WN[0].in_layers[0].weight.dtype == model.upsample.weight.dtype == dtype
+    assert {p.dtype for p in model.convinv.parameters()} == {torch.float32}
+    assert audio.dtype == torch.float32
+    error = float((audio - reference).abs().max() / reference.abs().max())
+    assert 0 < error < (0.01 if dtype == torch.float16 else 0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_gates_give_the_eager_outputs_and_gradients():
+    """inference --torch-compile: the fused gate (torch.compile) is the eager gate, forward and backward,
+    at two lengths (dynamic shapes) and in synthesis; switching it off goes back to eager."""
+    eager, compiled = small_model(), small_model().compile_gates()
+    for n_frames in (4, 7):
+        mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
+        losses = []
+        for model in (eager, compiled):
+            model.zero_grad()
+            loss, _ = WaveGlowLoss()(model((mel, audio)))
+            loss.backward()
+            losses.append(loss)
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+        for p_eager, p_compiled in zip(eager.parameters(), compiled.parameters()):
+            torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+    z = torch.randn(1, 8, 4 * 32)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.eval().infer(mel[:, :, :4], z=z), eager.eval().infer(mel[:, :, :4], z=z),
+                                   rtol=1e-4, atol=1e-5)
+    assert not any(wn.compile_gate for wn in compiled.compile_gates(False).WN)
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,26 @@ class Invertible1x1Conv(nn.Module):
             return torch.matmul(self.inverse_weight(), z.float())
 
 
+def gated_activation(in_act: torch.Tensor, conditioning: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """WaveNet's gate ``tanh(a[:, :C]) * sigmoid(a[:, C:])`` of ``a = in_act + conditioning``."""
+    acts = in_act + conditioning
+    return torch.tanh(acts[:, :n_channels]) * torch.sigmoid(acts[:, n_channels:])
+
+
+_compiled_gate = None
+
+
+def compiled_gated_activation():
+    """:func:`gated_activation` through ``torch.compile``: one kernel that reads the two inputs once
+    and writes the half-size output, instead of four that each go through memory (for 512 channels at
+    batch 1 that is ~150 MB less traffic per layer of a 7-second utterance). Compiled on first use,
+    shared by every WN block; dynamic shapes, so new lengths do not recompile."""
+    global _compiled_gate
+    if _compiled_gate is None:
+        _compiled_gate = torch.compile(gated_activation, dynamic=True)
+    return _compiled_gate
+
+
 class WN(nn.Module):
     """WaveNet-like coupling net: ``(audio [B, n_in, T], cond [B, n_cond, T]) -> [B, 2 n_in, T]``.
 
@@ -137,6 +157,7 @@ class WN(nn.Module):
             raise ValueError(f"WN kernel_size must be odd, got {kernel_size}")
         self.n_layers = n_layers
         self.n_channels = n_channels
+        self.compile_gate = False  # WaveGlow.compile_gates()
         # Registration order fixes the state-dict order: in, res_skip, cond, start, end.
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
@@ -175,12 +196,12 @@ class WN(nn.Module):
         n_channels = self.n_channels
         x = self.start(audio)
         conditioning = self._all_conditioning(cond).split(2 * n_channels, dim=1)
+        gate = compiled_gated_activation() if self.compile_gate else gated_activation
         skip = None
         for i in range(self.n_layers):
             in_layer = self.in_layers[i]
             # in_layer's bias is already in `conditioning`.
-            in_act = in_layer._conv_forward(x, in_layer.effective_weight(), None) + conditioning[i]
-            acts = torch.tanh(in_act[:, :n_channels]) * torch.sigmoid(in_act[:, n_channels:])
+            acts = gate(in_layer._conv_forward(x, in_layer.effective_weight(), None), conditioning[i], n_channels)
             res_skip = self.res_skip_layers[i](acts)
             if i < self.n_layers - 1:
                 x = x + res_skip[:, :n_channels]
@@ -222,7 +243,7 @@ class WaveGlow(nn.Module):
         ``n_samples``: crop to the training audio length; None: cut the transposed convolution's
         tail (kernel - stride samples) so F frames give ``stride * F`` samples.
         """
-        upsampled = self.upsample(mel)
+        upsampled = self.upsample(mel.to(self.upsample.weight.dtype))
         if n_samples is None:
             upsampled = upsampled[:, :, :upsampled.size(2) - (UPSAMPLE_KERNEL - UPSAMPLE_STRIDE)]
         else:
@@ -299,6 +320,21 @@ class WaveGlow(nn.Module):
             n_steps = mel.size(2) * UPSAMPLE_STRIDE // self.n_group
             z = sigma * torch.randn(mel.size(0), self.n_group, n_steps, device=mel.device)
         return self.reverse(mel, z)
+
+    def compile_gates(self, enabled: bool = True) -> "WaveGlow":
+        """Run every WN block's gate through :func:`compiled_gated_activation` (torch.compile; needs
+        Triton on a GPU or a C++ compiler on the CPU). Same outputs up to float rounding."""
+        for coupling in self.WN:
+            coupling.compile_gate = enabled
+        return self
+
+    def cast_for_inference(self, dtype: torch.dtype) -> "WaveGlow":
+        """Upsampler and WN blocks cast once to ``dtype`` (fp16/bf16), the recipe's inference ``--fp16``;
+        the 1x1 convolutions stay float32 (their inverses are computed and applied in float32)."""
+        self.to(dtype)
+        for conv in self.convinv:
+            conv.float()
+        return self
 
     def remove_weightnorm(self) -> "WaveGlow":
         """Fold each weight norm into a plain ``weight`` (638 state-dict entries); same outputs.

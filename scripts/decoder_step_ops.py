@@ -1,0 +1,83 @@
+"""Operations per free-running Tacotron 2 decoder step: a device-free proxy for kernel launches.
+
+    python scripts/decoder_step_ops.py [--cpu] [--steps 8] [--tokens 77]
+
+At batch 1 a decoder step is launch-bound on a GPU (docs/performance.md), so the number of kernels a
+step launches is what the speed work counts down. This script counts the ATen operations that
+reach the device backend in one chunk of free-running steps (Decoder.decode_chunk), views and
+no-ops excluded, per precision mode of inference.py (FP32; half precision with the weights cast
+once, or under autocast). On the CPU an LSTM cell is 8-9 operations where CUDA runs 3 kernels
+(two GEMMs and one fused cell), so absolute numbers differ between devices; differences between
+modes and commits carry over.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from contextlib import nullcontext
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import inference  # noqa: E402
+import tacotron2  # noqa: E402
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts backend ATen calls that are not views (views launch no kernel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket not in (torch.ops.aten.detach, torch.ops.aten.lift_fresh):
+            self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_step(device: torch.device, dtype: torch.dtype | None, use_autocast: bool, n_steps: int,
+                 n_tokens: int) -> Counter:
+    torch.manual_seed(0)
+    model = tacotron2.build_model(inference.default_config(tacotron2)).to(device).eval()
+    inference.cast_models(dtype, use_autocast, model)
+    decoder = model.decoder
+    # the encoder's output dtype: the half dtype whether cast or autocast
+    memory = torch.randn(1, n_tokens, 512, device=device, dtype=dtype or torch.float32)
+    context = torch.autocast(device.type, dtype=dtype) if use_autocast else nullcontext()
+    with torch.no_grad(), context:
+        buffers = decoder.free_run_buffers(memory, torch.tensor([n_tokens], device=device), n_steps)
+        decoder.decode_chunk(buffers, n_steps)  # warm-up: lazy initialisation stays out of the count
+        with OpCounter() as counter:
+            decoder.decode_chunk(buffers, n_steps)
+    return Counter({name: count / n_steps for name, count in counter.counts.items()})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cpu", action="store_true", help="count on the CPU even when a GPU is present")
+    parser.add_argument("--steps", type=int, default=8, help="steps counted (one chunk)")
+    parser.add_argument("--tokens", type=int, default=77, help="encoder steps of the utterance")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+    name = "fp16" if half == torch.float16 else "bf16"
+    modes = {"fp32": (None, False), f"{name} weights": (half, False), f"{name} autocast": (half, True)}
+    counts = {mode: ops_per_step(device, dtype, autocast, args.steps, args.tokens)
+              for mode, (dtype, autocast) in modes.items()}
+    ops = sorted(set().union(*counts.values()), key=lambda op: (-max(c[op] for c in counts.values()), op))
+    print(f"{device.type}, torch {torch.__version__}: ATen operations per decoder step (views excluded), "
+          f"batch 1, {args.tokens} tokens")
+    print("| operation | " + " | ".join(modes) + " |\n|---|" + "---:|" * len(modes))
+    print("| **total** | " + " | ".join(f"**{sum(c.values()):g}**" for c in counts.values()) + " |")
+    for op in ops:
+        print(f"| {op} | " + " | ".join(f"{counts[mode][op]:g}" for mode in modes) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
