@@ -69,6 +69,10 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--training-files", default="filelists/ljs_audio_text_train_filelist.txt")
     parser.add_argument("--validation-files", default="filelists/ljs_audio_text_val_filelist.txt")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers per process")
+    parser.add_argument("--length-sort-pool", type=int, default=0, metavar="N",
+                        help="Tacotron 2: sort each run of N shuffled training utterances by mel length before "
+                             "batching, so a batch holds similar lengths (less padding, fewer decoder steps); "
+                             "0 = the recipe's random batches")
     parser.add_argument("--bench-class", default="", choices=["", "train", "perf-train"],
                         help="perf-train: no checkpoints")
     parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard events")
@@ -144,7 +148,7 @@ def save_training_checkpoint(path: str, *, args, config, model, optimizer, scale
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "rng": rng_states,
-        "sampler": {"epoch": epoch, "consumed": consumed, "seed": args.seed},
+        "sampler": {"epoch": epoch, "consumed": consumed, "seed": args.seed, "sort_pool": args.length_sort_pool},
         "args": {key: value for key, value in vars(args).items()
                  if isinstance(value, (int, float, str, bool, list, type(None)))},
         "audio": audio_config_from_args(args),
@@ -246,8 +250,13 @@ def train(args) -> int:
     loss_fn = package.build_loss(args)
     trainset, valset = package.build_datasets(args)
 
+    lengths = package.item_lengths(trainset) if args.length_sort_pool else None
+    if args.length_sort_pool < 0 or (args.length_sort_pool and lengths is None):
+        raise UserError(f"--length-sort-pool {args.length_sort_pool}: expected 0, or a positive pool size for "
+                        f"Tacotron 2 ({args.model_name} trains on fixed-length items)")
     sampler = ResumableSampler(len(trainset), dist_info.world_size, dist_info.rank, seed=args.seed,
-                               batch_size=args.batch_size, drop_last=True)
+                               batch_size=args.batch_size, drop_last=True, lengths=lengths,
+                               sort_pool=args.length_sort_pool)
     val_sampler = ResumableSampler(len(valset), dist_info.world_size, dist_info.rank, shuffle=False,
                                    batch_size=args.batch_size, drop_last=args.bench_class == "perf-train")
     if sampler.batches_per_epoch() == 0:
@@ -263,6 +272,10 @@ def train(args) -> int:
             scaler.load_state_dict(resume["scaler"])
         saved_sampler = resume.get("sampler", {})
         consumed = saved_sampler.get("consumed", 0)
+        if consumed and saved_sampler.get("sort_pool", 0) != args.length_sort_pool and dist_info.is_main:
+            print(f"warning: {resume_path} stopped mid-epoch with --length-sort-pool "
+                  f"{saved_sampler.get('sort_pool', 0)}; finishing that epoch with {args.length_sort_pool} "
+                  f"repeats or skips some of its utterances", file=sys.stderr)
         start_epoch = resume["epoch"] if consumed else resume["epoch"] + 1
         iteration = resume.get("iteration", 0)
         rng_states = resume.get("rng")

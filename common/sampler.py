@@ -15,10 +15,20 @@ class ResumableSampler(Sampler[int]):
     is counted in samples of the global order. So a run stopped after `consumed` samples resumes
     on any number of processes by skipping exactly those samples: no example is seen twice or
     skipped, which is what lets a checkpoint written on N processes continue on M.
+
+    With ``lengths`` and ``sort_pool`` > 0 each run of ``sort_pool`` shuffled positions is sorted by
+    length (ascending or descending, drawn per run) before the order is cut into batches: a batch
+    then holds items of similar length, so less of it is padding. The pools are counted in samples,
+    not batches, so the order still does not depend on the number of ranks.
     """
 
     def __init__(self, n_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
-                 shuffle: bool = True, batch_size: int = 1, drop_last: bool = True):
+                 shuffle: bool = True, batch_size: int = 1, drop_last: bool = True,
+                 lengths: list[int] | None = None, sort_pool: int = 0):
+        if sort_pool and (lengths is None or len(lengths) != n_samples):
+            raise ValueError(f"sort_pool={sort_pool} needs one length per sample ({n_samples})")
+        self.lengths = lengths
+        self.sort_pool = sort_pool
         self.n_samples = n_samples
         self.num_replicas = num_replicas
         self.rank = rank
@@ -38,7 +48,13 @@ class ResumableSampler(Sampler[int]):
         if not self.shuffle:
             return list(range(self.n_samples))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.randperm(self.n_samples, generator=generator).tolist()
+        order = torch.randperm(self.n_samples, generator=generator).tolist()
+        if not self.sort_pool:
+            return order
+        pools = [order[start:start + self.sort_pool] for start in range(0, len(order), self.sort_pool)]
+        descending = torch.randint(2, (len(pools),), generator=generator).tolist()
+        return [index for pool, down in zip(pools, descending)
+                for index in sorted(pool, key=self.lengths.__getitem__, reverse=bool(down))]
 
     def _indices(self) -> list[int]:
         remaining = self._order()[self.consumed:]

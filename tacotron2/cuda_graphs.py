@@ -51,8 +51,8 @@ class _Captured:
     def load(self, decoder, memory: Tensor, memory_lengths: Tensor) -> None:
         """Copy a new utterance batch (and a fresh decoder state) into the fixed buffers."""
         fresh = decoder.free_run_buffers(memory, memory_lengths, 0)
-        for name in ("memory", "processed_memory", "location_weight", "pad_mask", "frame",
-                     "not_finished", "mel_lengths"):
+        for name in ("memory", "processed_memory", "location_weight", "projection_weight", "projection_bias",
+                     "pad_mask", "frame", "not_finished"):
             getattr(self.buffers, name).copy_(getattr(fresh, name))
         for fixed, value in zip(self.buffers.state, fresh.state):
             fixed.copy_(value)

@@ -5,6 +5,7 @@ import pickle
 from typing import Iterable
 
 import numpy as np
+import soundfile
 import torch
 from torch import Tensor
 
@@ -34,6 +35,7 @@ class TextMelDataset(torch.utils.data.Dataset):
         self.filelist = filelist
         self.load_mel_from_disk = load_mel_from_disk
         self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
         self.n_mel_channels = n_mel_channels
         self.entries: list[FileEntry] = load_filelist(filelist, dataset_path)
         self.text_ids: list[Tensor | None] = []
@@ -87,6 +89,26 @@ class TextMelDataset(torch.utils.data.Dataset):
         entry = self.entries[index]
         mel = self._load_mel(entry) if self.load_mel_from_disk else self._compute_mel(entry)
         return self.text_ids[index], mel
+
+    def n_frames(self) -> list[int]:
+        """Mel frames per item, without computing or reading any mel: from the wav headers
+        (samples // hop + 1, the centred STFT's frame count) or the saved mels' shapes (mapped, not read)."""
+        return [self._n_frames(entry) for entry in self.entries]
+
+    def _n_frames(self, entry: FileEntry) -> int:
+        try:
+            if not self.load_mel_from_disk:
+                return soundfile.info(entry.path).frames // self.hop_length + 1
+            if entry.path.endswith(".npy"):
+                return int(np.load(entry.path, mmap_mode="r", allow_pickle=False).shape[-1])
+            try:
+                mel = torch.load(entry.path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # a file of torch's legacy format cannot be mapped
+                mel = torch.load(entry.path, map_location="cpu", weights_only=True)
+            return int(mel.shape[-1])
+        except (OSError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"{location(entry)}: {entry.path}: cannot read its length: {detail}") from None
 
     def _compute_mel(self, entry: FileEntry) -> Tensor:
         audio = load_wav(entry.path, self.sampling_rate)  # already scaled to [-1, 1]

@@ -138,12 +138,13 @@ class FreeRunBuffers(NamedTuple):
     memory: Tensor  # [B, N, E]
     processed_memory: Tensor
     location_weight: Tensor
+    projection_weight: Tensor  # [n_mel + 1, H + E]: mel and gate projections as one GEMM
+    projection_bias: Tensor  # [n_mel + 1]
     pad_mask: Tensor  # [B, N] bool, True on padding
     state: DecoderState
     frame: Tensor  # the last frame, input of the next step
-    not_finished: Tensor  # [B] bool
-    mel_lengths: Tensor  # [B] long
-    mels: Tensor  # [chunk, B, n_mel]
+    not_finished: Tensor  # [B] bool: no gate has fired yet
+    frames: Tensor  # [chunk, B, n_mel + 1]: each step's mel frame and gate logit
     alignments: Tensor  # [chunk, B, N] float32
 
 
@@ -236,32 +237,40 @@ class Decoder(nn.Module):
         """Everything a chunk of free-running steps reads and writes, in fixed tensors (CUDA graphs
         replay on fixed addresses); the state starts as the first step expects it."""
         pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
+        mel, gate = self.linear_projection.linear_layer, self.gate_layer.linear_layer
+        # in the memory's dtype: under autocast a per-step cast of these (not cached) would cost a kernel
+        projection_weight = torch.cat((mel.weight, gate.weight)).to(memory.dtype)
+        projection_bias = torch.cat((mel.bias, gate.bias)).to(memory.dtype)
         batch = memory.size(0)
         return FreeRunBuffers(
             memory=memory, processed_memory=processed_memory, location_weight=location_weight,
+            projection_weight=projection_weight, projection_bias=projection_bias,
             pad_mask=pad_mask, state=self.initial_state(memory),
             frame=memory.new_zeros(batch, self.n_mel_channels),
             not_finished=torch.ones(batch, dtype=torch.bool, device=memory.device),
-            mel_lengths=torch.zeros(batch, dtype=torch.long, device=memory.device),
-            mels=memory.new_zeros(chunk_steps, batch, self.n_mel_channels),
+            frames=memory.new_zeros(chunk_steps, batch, self.n_mel_channels + 1),
             alignments=torch.zeros(chunk_steps, batch, memory.size(1), device=memory.device))
 
+    def frame_and_gate(self, projection_input: Tensor, buffers: FreeRunBuffers) -> Tensor:
+        """[B, n_mel + 1]: a free-running step's mel frame and gate logit, from one GEMM."""
+        return F.linear(projection_input, buffers.projection_weight, buffers.projection_bias)
+
     def decode_chunk(self, buffers: FreeRunBuffers, n_steps: int) -> None:
-        """n_steps free-running steps, in place: frames and attention go to buffers.mels/alignments
-        [:n_steps], the state, last frame, lengths and "not finished" flags are updated. An
-        utterance's length counts its frames up to and including the first whose
-        sigmoid(gate) > gate_threshold (the frame the gate target marks as last in training)."""
+        """n_steps free-running steps, in place: frames, gate logits and attention go to
+        buffers.frames/alignments[:n_steps]; the state, the last frame and the "not finished" flags
+        (no gate fired yet: sigmoid(gate) > gate_threshold) are updated. Nothing but the steps
+        themselves runs per step; the gates are checked once per chunk."""
         state, frame = buffers.state, buffers.frame
         for step in range(n_steps):
             state = self.step(self.prenet(frame), state, buffers.memory, buffers.processed_memory,
                               buffers.location_weight, buffers.pad_mask)
             projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
-            frame = self.linear_projection(projection_input)
-            gate = self.gate_layer(projection_input).squeeze(1)
-            buffers.mels[step].copy_(frame)
+            output = self.frame_and_gate(projection_input, buffers)
+            frame = output[:, :-1]
+            buffers.frames[step].copy_(output)
             buffers.alignments[step].copy_(state.attention_weights)
-            buffers.mel_lengths.add_(buffers.not_finished)
-            buffers.not_finished.logical_and_(gate <= self.gate_logit_threshold)
+        gate_fired = (buffers.frames[:n_steps, :, -1] > self.gate_logit_threshold).any(dim=0)
+        buffers.not_finished.logical_and_(~gate_fired)
         for fixed, new in zip(buffers.state, state):
             fixed.copy_(new)
         buffers.frame.copy_(frame)
@@ -300,14 +309,22 @@ class Decoder(nn.Module):
     def run_chunks(self, buffers: FreeRunBuffers, run_chunk) -> tuple[list, Tensor, Tensor]:
         """``run_chunk(n_steps)`` fills ``buffers`` chunk after chunk up to max_decoder_steps, stopping
         early once every utterance has -> ([(mels [n, B, 80], alignments [n, B, N]) per chunk],
-        mel_lengths, not_finished), copies that outlive the buffers."""
-        chunks = []
+        mel_lengths, not_finished), copies that outlive the buffers.
+
+        An utterance's length counts its frames up to and including the first whose gate fired
+        (the frame the gate target marks as last in training); all of them if none did."""
+        chunks, gates = [], []
         for n_steps in self.chunk_sizes():
             run_chunk(n_steps)
-            chunks.append((buffers.mels[:n_steps].clone(), buffers.alignments[:n_steps].clone()))
+            frames = buffers.frames[:n_steps]
+            chunks.append((frames[:, :, :-1].clone(), buffers.alignments[:n_steps].clone()))
+            gates.append(frames[:, :, -1].clone())
             if self.early_stopping and not bool(buffers.not_finished.any()):
                 break
-        return chunks, buffers.mel_lengths.clone(), buffers.not_finished.clone()
+        fired = torch.cat(gates) > self.gate_logit_threshold  # [T, B]
+        n_steps = fired.size(0)
+        first_fired = torch.where(fired.any(dim=0), fired.int().argmax(dim=0), n_steps - 1)
+        return chunks, first_fired.long() + 1, buffers.not_finished.clone()
 
     def free_run(self, memory: Tensor, memory_lengths: Tensor) -> tuple[list, Tensor, Tensor]:
         """Eager chunks: :meth:`run_chunks` with :meth:`decode_chunk`."""

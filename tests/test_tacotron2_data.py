@@ -62,6 +62,25 @@ def test_mel_file_with_wrong_shape_names_the_line(tmp_path):
         dataset[1]
 
 
+def test_frame_counts_without_reading_the_mels(tmp_path, tmp_wav):
+    """n_frames (the --length-sort-pool key) equals each item's mel length, from wav headers or from
+    the saved mels' shapes; an unreadable file is named with its line."""
+    for n_samples in (8000, 22050, 600):
+        tmp_wav(f"wavs/{n_samples}.wav", n_samples=n_samples)
+    wav_list = write_list(tmp_path / "wavs.txt", [f"wavs/{n}.wav|Hello" for n in (8000, 22050, 600)])
+    wavs = TextMelDataset(wav_list, str(tmp_path))
+    assert wavs.n_frames() == [wavs[i][1].size(1) for i in range(3)] == [32, 87, 3]
+    (tmp_path / "mels").mkdir()
+    torch.save(torch.randn(80, 17), tmp_path / "mels/a.pt")
+    np.save(tmp_path / "mels/b.npy", np.zeros((80, 9), dtype=np.float32))
+    (tmp_path / "mels/c.pt").write_bytes(b"not a tensor")
+    mel_list = write_list(tmp_path / "mels.txt", ["mels/a.pt|one", "mels/b.npy|two", "mels/c.pt|three"])
+    mels = TextMelDataset(mel_list, str(tmp_path), load_mel_from_disk=True)
+    assert [mels._n_frames(entry) for entry in mels.entries[:2]] == [17, 9]
+    with pytest.raises(DataError, match=r"mels.txt:3: .*c.pt: cannot read its length"):
+        mels.n_frames()
+
+
 # --- up-front checks -------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:.*dropped characters")

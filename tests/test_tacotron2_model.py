@@ -45,15 +45,23 @@ def without_prenet_dropout(model: Tacotron2) -> Tacotron2:
 
 
 def scripted_gate(model: Tacotron2, stop_steps: list[int]) -> None:
-    """Make row b's gate fire from decoder step stop_steps[b] (1-based) on."""
+    """Make row b's gate fire from decoder step stop_steps[b] (1-based) on, in the gate layer (the
+    step-by-step reference) and in the merged mel + gate projection of free running."""
     stop = torch.tensor(stop_steps)
     calls = {"n": 0}
 
-    def hook(module, inputs, output):
+    def scripted(dtype):
         calls["n"] += 1
-        return torch.where(calls["n"] >= stop, 10.0, -10.0).unsqueeze(1).to(output.dtype)
+        return torch.where(calls["n"] >= stop, 10.0, -10.0).unsqueeze(1).to(dtype)
 
-    model.decoder.gate_layer.register_forward_hook(hook)
+    model.decoder.gate_layer.register_forward_hook(lambda module, inputs, output: scripted(output.dtype))
+    frame_and_gate = model.decoder.frame_and_gate
+
+    def scripted_frame_and_gate(projection_input, buffers):
+        output = frame_and_gate(projection_input, buffers)
+        return torch.cat((output[:, :-1], scripted(output.dtype)), dim=1)
+
+    model.decoder.frame_and_gate = scripted_frame_and_gate
 
 
 # --- structure -------------------------------------------------------------------------------
@@ -280,8 +288,9 @@ def test_chunked_free_running_equals_step_by_step(early_stopping):
         mel, mel_lengths, alignments = model.infer(text, lengths)
     assert mel_lengths.tolist() == expected[1].tolist() == ([3, 10] if early_stopping else [3, 13])
     assert mel.shape[2] == (10 if early_stopping else 13)
-    assert torch.equal(mel, expected[0][:, :, :mel.shape[2]])
-    assert torch.equal(alignments, expected[2][:, :mel.shape[2]])
+    # the mel and gate projections run as one GEMM there: BLAS may sum in another order
+    torch.testing.assert_close(mel, expected[0][:, :, :mel.shape[2]], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(alignments, expected[2][:, :mel.shape[2]], rtol=1e-5, atol=1e-6)
 
 
 def test_padding_the_memory_to_a_token_bucket_keeps_every_output():

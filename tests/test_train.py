@@ -108,6 +108,33 @@ def test_resuming_from_a_checkpoint_of_the_other_model_is_refused(tmp_path, caps
     assert "WaveGlow checkpoint, expected Tacotron2" in capsys.readouterr().err
 
 
+def test_length_sort_pool_batches_similar_lengths_and_is_recorded(tmp_path, monkeypatch):
+    """Tacotron 2 with --length-sort-pool: each batch comes from one sorted pool (so it holds
+    neighbours in length), the checkpoint records the pool; WaveGlow refuses the flag."""
+    train_list = tiny_filelist(tmp_path, 12)
+    seen = []
+    real_batch_to_device = tacotron2.batch_to_device
+
+    def record(batch, device):
+        seen.append(batch[4].tolist())  # mel lengths of the batch
+        return real_batch_to_device(batch, device)
+
+    monkeypatch.setattr(tacotron2, "batch_to_device", record)
+    out = tmp_path / "sorted"
+    assert train.main(tacotron2_args(out, train_list, 1, "--length-sort-pool", "12", "-bs", "3")) == 0
+    lengths = sorted(n for batch in seen[:4] for n in batch)  # 4 training batches = the whole pool
+    assert [sorted(batch) for batch in seen[:4]] in ([lengths[i:i + 3] for i in range(0, 12, 3)],
+                                                    [lengths[i:i + 3] for i in range(9, -1, -3)])
+    assert load_checkpoint(str(out / "checkpoint_Tacotron2_last.pt"))["sampler"]["sort_pool"] == 12
+
+
+def test_length_sort_pool_is_refused_for_waveglow(tmp_path, capsys):
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
+    args = waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048, "--length-sort-pool", "8")
+    assert train.main(args) == 2
+    assert "--length-sort-pool 8" in capsys.readouterr().err
+
+
 def test_fp32_training_stops_after_repeated_non_finite_losses(tmp_path, monkeypatch):
     real_build_loss = tacotron2.build_loss
 

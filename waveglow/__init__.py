@@ -17,7 +17,7 @@ from waveglow.model import WaveGlow, remove_weightnorm
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
+    "item_lengths", "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
 ]
 
 NAME = "WaveGlow"
@@ -37,6 +37,11 @@ def build_datasets(args: argparse.Namespace) -> tuple[MelAudioDataset, MelAudioD
     val = MelAudioDataset.from_args(args.validation_files, args, check=False)
     raise_problems(train.problems() + val.problems())
     return train, val
+
+
+def item_lengths(dataset: MelAudioDataset) -> None:
+    """Items are fixed-length audio segments: nothing for --length-sort-pool to sort."""
+    return None
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
