@@ -425,8 +425,8 @@ class Tacotron2(nn.Module):
 
         Unlike autocast this adds no cast kernels to a decoder step (a step is ~40 small launches at
         batch 1, so casts cost time) and nothing to re-cast inside a CUDA graph. What must stay
-        float32 already does whatever the weights' dtype: attention energies, softmax and weights,
-        and the gate's sigmoid.
+        float32 already does whatever the weights' dtype: the attention softmax and its weights
+        (plain and cumulative); the stop decision compares gate logits with logit(threshold).
         """
         return self.to(dtype)
 
