@@ -57,6 +57,9 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--fp16-run", "--amp", "--amp-run", dest="fp16_run", action="store_true",
                         help="mixed precision: float16 autocast with dynamic loss scaling")
     parser.add_argument("--bf16", action="store_true", help="mixed precision with bfloat16 autocast")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="Tacotron 2 on a GPU: the decoder loop's forward and backward replayed as CUDA graphs, "
+                             "one per padded shape bucket (experimental: not yet measured)")
     add_bool_flag(parser, "--cudnn-enabled", default=True, help="enable cuDNN")
     add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
     add_bool_flag(parser, "--dynamic-loss-scaling", default=True,
@@ -163,10 +166,12 @@ def save_training_checkpoint(path: str, *, args, config, model, optimizer, scale
 def autocast_context(args, device: torch.device):
     if device.type != "cuda" and args.fp16_run:
         return nullcontext()
+    # CUDA graphs may not keep autocast's cast cache (its tensors would outlive the capture)
+    cache = not args.cuda_graphs
     if args.bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     if args.fp16_run:
-        return torch.autocast(device.type, dtype=torch.float16)
+        return torch.autocast(device.type, dtype=torch.float16, cache_enabled=cache)
     return nullcontext()
 
 
@@ -245,6 +250,14 @@ def train(args) -> int:
         config = resume.get("config") or config
 
     model = package.build_model(config).to(device)
+    if args.cuda_graphs:
+        if package.use_cuda_graphs is None:
+            raise UserError(f"--cuda-graphs: {args.model_name} has no graphed training path (Tacotron 2 has)")
+        if device.type != "cuda":
+            if dist_info.is_main:
+                print("warning: --cuda-graphs needs a GPU; training eagerly on the CPU", file=sys.stderr)
+        else:
+            package.use_cuda_graphs(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")
     loss_fn = package.build_loss(args)

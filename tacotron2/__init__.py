@@ -15,7 +15,7 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
+    "item_lengths", "use_cuda_graphs", "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
 ]
 
 NAME = "Tacotron2"
@@ -41,6 +41,11 @@ def build_datasets(args: argparse.Namespace) -> tuple[TextMelDataset, TextMelDat
 def item_lengths(dataset: TextMelDataset) -> list[int]:
     """Mel frames per item (the decoder's steps), the sort key of --length-sort-pool."""
     return dataset.n_frames()
+
+
+def use_cuda_graphs(model: Tacotron2) -> None:
+    """train.py --cuda-graphs: the decoder loop of training (and of free running) through CUDA graphs."""
+    model.decoder.cuda_graphs = True
 
 
 def build_loss(args: argparse.Namespace | None = None) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Free-running Tacotron 2 decoding through CUDA graphs: one graph replay per chunk of decoder steps.
+"""Tacotron 2's decoder loop through CUDA graphs: free running (one replay per chunk of steps) and
+teacher-forced training (one forward and one backward replay per batch).
 
 At batch 1 an eager decoder step is a few dozen small kernels whose launch cost, not the GPU's work,
 sets the speed (~0.57 ms a step on an H200). A graph launches a whole chunk (gate_check_interval
@@ -8,6 +9,14 @@ Graphs replay fixed shapes on fixed addresses. So the encoder memory is zero-pad
 of TOKEN_BUCKET tokens (the attention masks the padding, so every real output is unchanged) and the
 buffers of each (batch, bucket, precision, weights) live with their graphs in a small cache. The
 decoder's own chunk code (Decoder.decode_chunk) is what gets captured; the CPU tests run it eagerly.
+
+Training (train.py --cuda-graphs) has the same launch-bound loop, forward and backward, once per
+frame. Each batch is zero-padded to a bucket of (tokens: multiple of TOKEN_BUCKET, frames: multiple
+of FRAME_BUCKET) and the loop of that bucket runs as a graphed callable
+(torch.cuda.make_graphed_callables); the outputs are cut back to the batch's own length. That is
+exact: the decoder is causal (frame t sees frames < t only), so frames past the batch's length
+change no earlier output, and the attention masks the padded tokens. Every bucket's graphs share
+one memory pool; each new bucket costs a capture (a few eager steps' time) once per run.
 """
 from __future__ import annotations
 
@@ -16,12 +25,16 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 TOKEN_BUCKET = 32
-MAX_CACHED = 4  # (batch, token bucket, ...) shapes kept captured per decoder
+FRAME_BUCKET = 64
+MAX_CACHED = 4  # (batch, token bucket, ...) shapes kept captured per decoder for free running
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# decoder -> (memory pool, {bucket key: graphed teacher forcing}); every bucket is kept (training
+# sees a bounded set of them)
+_training_graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Captured:
@@ -85,3 +98,45 @@ def graphed_free_run(decoder, memory: Tensor, memory_lengths: Tensor) -> tuple[l
 
     captured.load(decoder, memory, memory_lengths)
     return decoder.run_chunks(captured.buffers, lambda n_steps: captured.graphs[n_steps].replay())
+
+
+def pad_frames(mels: Tensor, bucket: int = FRAME_BUCKET) -> Tensor:
+    """Zero-pad mels [B, n_mel, T] to a multiple of ``bucket`` frames."""
+    return F.pad(mels, (0, -mels.size(2) % bucket))
+
+
+class TeacherForcing(nn.Module):
+    """The decoder's teacher-forced loop as a module of its own: make_graphed_callables replaces the
+    forward of what it is given, and every bucket needs its own graphs of the same parameters."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, memory: Tensor, mels: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.decoder.teacher_forcing(memory, mels, memory_lengths)
+
+
+def bucketed_teacher_forcing(run, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
+    """``run`` (a teacher-forced decoder) on the batch padded to its bucket, outputs cut back."""
+    n_tokens, n_frames = memory.size(1), mels.size(2)
+    mel_outputs, gate_outputs, alignments = run(pad_tokens(memory), pad_frames(mels), memory_lengths)
+    return mel_outputs[:, :, :n_frames], gate_outputs[:, :n_frames], alignments[:, :n_frames, :n_tokens]
+
+
+def graphed_teacher_forcing(decoder, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
+    """Decoder.teacher_forcing's contract; forward and backward replay the graphs of the bucket."""
+    pool, graphed = _training_graphs.setdefault(decoder, (torch.cuda.graph_pool_handle(), {}))
+
+    def run(memory: Tensor, mels: Tensor, memory_lengths: Tensor):
+        key = (tuple(memory.shape), tuple(mels.shape), memory.dtype, mels.dtype, memory.requires_grad,
+               torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"),
+               decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout)
+        if key not in graphed:
+            # static inputs of the bucket's shape; the lengths are real ones (no all-masked row)
+            sample = (torch.zeros_like(memory).requires_grad_(memory.requires_grad), torch.zeros_like(mels),
+                      memory_lengths.clone())
+            graphed[key] = torch.cuda.make_graphed_callables(TeacherForcing(decoder), sample, pool=pool)
+        return graphed[key](memory, mels, memory_lengths)
+
+    return bucketed_teacher_forcing(run, memory, mels, memory_lengths)

@@ -165,7 +165,8 @@ class Decoder(nn.Module):
         self.early_stopping = early_stopping
         # infer() asks the device "all stopped?" only every this many steps (each ask is a host sync)
         self.gate_check_interval = 8
-        # free running through CUDA graphs (tacotron2/cuda_graphs.py); inference.py --cuda-graphs
+        # free running and the training loop through CUDA graphs (tacotron2/cuda_graphs.py):
+        # inference.py --cuda-graphs, train.py --cuda-graphs
         self.cuda_graphs = False
 
         self.prenet = Prenet(n_mel_channels * n_frames_per_step, [prenet_dim, prenet_dim])
@@ -214,7 +215,17 @@ class Decoder(nn.Module):
         return pad_mask, processed_memory, location_weight
 
     def forward(self, memory: Tensor, mels: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Teacher forcing: mels [B, 80, T] -> (mel_outputs [B, 80, T], gate [B, T], alignments [B, T, N])."""
+        """Teacher forcing: mels [B, 80, T] -> (mel_outputs [B, 80, T], gate [B, T], alignments [B, T, N]).
+
+        With ``cuda_graphs`` on, in training and on a GPU, the loop's forward and backward replay as
+        CUDA graphs of padded shape buckets (tacotron2/cuda_graphs.py); the outputs are the same."""
+        if self.cuda_graphs and self.training and memory.is_cuda:
+            from tacotron2.cuda_graphs import graphed_teacher_forcing
+            return graphed_teacher_forcing(self, memory, mels, memory_lengths)
+        return self.teacher_forcing(memory, mels, memory_lengths)
+
+    def teacher_forcing(self, memory: Tensor, mels: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`forward`, eagerly."""
         pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
         go_frame = mels.new_zeros(mels.size(0), mels.size(1), 1)
         previous_frames = torch.cat((go_frame, mels[:, :, :-1]), dim=2).permute(2, 0, 1)  # [T, B, 80]

@@ -293,6 +293,32 @@ def test_chunked_free_running_equals_step_by_step(early_stopping):
     torch.testing.assert_close(alignments, expected[2][:, :mel.shape[2]], rtol=1e-5, atol=1e-6)
 
 
+def test_training_on_shape_buckets_keeps_outputs_and_gradients():
+    """What train.py --cuda-graphs does to give the training loop fixed shapes, run eagerly on the
+    CPU: the batch padded to (32-token, 64-frame) buckets and the outputs cut back give the same
+    outputs and the same gradients (the decoder is causal; padded tokens are masked)."""
+    from tacotron2.cuda_graphs import bucketed_teacher_forcing
+    model = without_prenet_dropout(small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0)).train()
+    inputs, targets, _ = batch_to_device(make_batch([9, 5, 7], [37, 20, 29]), "cpu")
+    text, text_lengths, mels = inputs[0], inputs[1], inputs[2]
+    results = []
+    for run in (model.decoder.teacher_forcing,
+                lambda *args: bucketed_teacher_forcing(model.decoder.teacher_forcing, *args)):
+        model.zero_grad()
+        torch.manual_seed(0)  # the encoder's dropout
+        memory = model._encode(text, text_lengths)
+        memory.retain_grad()
+        mel_outputs, gate_outputs, alignments = run(memory, mels, text_lengths)
+        assert mel_outputs.shape == (3, 20, 37) and alignments.shape == (3, 37, 9)
+        loss = (mel_outputs - mels).pow(2).mean() + gate_outputs.sigmoid().mean() + alignments[:, :, -1].mean()
+        loss.backward()
+        results.append(([mel_outputs, gate_outputs, alignments, memory.grad],
+                        [p.grad.clone() for p in model.decoder.parameters()]))
+    (plain, plain_grads), (bucketed, bucketed_grads) = results
+    for expected, actual in zip(plain + plain_grads, bucketed + bucketed_grads, strict=True):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
     # What the CUDA-graph path does to give graphs fixed shapes, run eagerly on the CPU.
     from tacotron2.cuda_graphs import pad_tokens

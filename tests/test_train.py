@@ -128,6 +128,14 @@ def test_length_sort_pool_batches_similar_lengths_and_is_recorded(tmp_path, monk
     assert load_checkpoint(str(out / "checkpoint_Tacotron2_last.pt"))["sampler"]["sort_pool"] == 12
 
 
+def test_cuda_graphs_flag_falls_back_on_the_cpu_and_is_refused_for_waveglow(tmp_path, capsys):
+    assert train.main(tacotron2_args(tmp_path / "t2", tiny_filelist(tmp_path, 2), 1, "--cuda-graphs")) == 0
+    assert "--cuda-graphs needs a GPU" in capsys.readouterr().err
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
+    assert train.main(waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048, "--cuda-graphs")) == 2
+    assert "--cuda-graphs: WaveGlow has no graphed training path" in capsys.readouterr().err
+
+
 def test_length_sort_pool_is_refused_for_waveglow(tmp_path, capsys):
     filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
     args = waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048, "--length-sort-pool", "8")

@@ -17,7 +17,7 @@ from waveglow.model import WaveGlow, remove_weightnorm
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
+    "item_lengths", "use_cuda_graphs", "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
 ]
 
 NAME = "WaveGlow"
@@ -42,6 +42,10 @@ def build_datasets(args: argparse.Namespace) -> tuple[MelAudioDataset, MelAudioD
 def item_lengths(dataset: MelAudioDataset) -> None:
     """Items are fixed-length audio segments: nothing for --length-sort-pool to sort."""
     return None
+
+
+# WaveGlow's training step is a few large convolutions per layer, not a launch-bound loop: no graphs.
+use_cuda_graphs = None
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
