@@ -60,6 +60,9 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="Tacotron 2 on a GPU: the decoder loop's forward and backward replayed as CUDA graphs, "
                              "one per padded shape bucket (experimental: not yet measured)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="WaveGlow: its gated activations fused by torch.compile (experimental: not yet measured; "
+                             "the first steps compile)")
     add_bool_flag(parser, "--cudnn-enabled", default=True, help="enable cuDNN")
     add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
     add_bool_flag(parser, "--dynamic-loss-scaling", default=True,
@@ -258,6 +261,10 @@ def train(args) -> int:
                 print("warning: --cuda-graphs needs a GPU; training eagerly on the CPU", file=sys.stderr)
         else:
             package.use_cuda_graphs(model)
+    if args.torch_compile:
+        if package.use_torch_compile is None:
+            raise UserError(f"--torch-compile: {args.model_name} has no compiled training path (WaveGlow has)")
+        package.use_torch_compile(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")
     loss_fn = package.build_loss(args)

@@ -15,7 +15,8 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "symbols", "Tacotron2", "Tacotron2Loss",
+    "TextMelDataset", "TextMelCollate",
 ]
 
 NAME = "Tacotron2"
@@ -46,6 +47,10 @@ def item_lengths(dataset: TextMelDataset) -> list[int]:
 def use_cuda_graphs(model: Tacotron2) -> None:
     """train.py --cuda-graphs: the decoder loop of training (and of free running) through CUDA graphs."""
     model.decoder.cuda_graphs = True
+
+
+# Nothing compiled yet: the decoder loop's cost is launches, which train.py --cuda-graphs addresses.
+use_torch_compile = None
 
 
 def build_loss(args: argparse.Namespace | None = None) -> nn.Module:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -134,6 +135,21 @@ def test_cuda_graphs_flag_falls_back_on_the_cpu_and_is_refused_for_waveglow(tmp_
     filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
     assert train.main(waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048, "--cuda-graphs")) == 2
     assert "--cuda-graphs: WaveGlow has no graphed training path" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_torch_compile_trains_waveglow_like_eager_and_is_refused_for_tacotron2(tmp_path, capsys):
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=4, n_samples=2048)
+    common = (tmp_path / "clips", filelist, 1, 2, 2048)
+    assert train.main(waveglow_args(tmp_path / "eager", *common)) == 0
+    assert train.main(waveglow_args(tmp_path / "compiled", *common, "--torch-compile")) == 0
+    eager = values(read_log(tmp_path / "eager" / "nvlog.json"), "train_iter_loss")
+    compiled = values(read_log(tmp_path / "compiled" / "nvlog.json"), "train_iter_loss")
+    assert [step for step, _ in compiled] == [step for step, _ in eager]
+    assert [loss for _, loss in compiled] == pytest.approx([loss for _, loss in eager], rel=1e-4, abs=1e-5)
+    assert train.main(tacotron2_args(tmp_path / "t2", tiny_filelist(tmp_path, 2), 1, "--torch-compile")) == 2
+    assert "--torch-compile: Tacotron2 has no compiled training path" in capsys.readouterr().err
 
 
 def test_length_sort_pool_is_refused_for_waveglow(tmp_path, capsys):

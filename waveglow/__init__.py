@@ -17,7 +17,8 @@ from waveglow.model import WaveGlow, remove_weightnorm
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "WaveGlow", "WaveGlowLoss", "MelAudioDataset", "Denoiser", "remove_weightnorm",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "WaveGlow", "WaveGlowLoss",
+    "MelAudioDataset", "Denoiser", "remove_weightnorm",
 ]
 
 NAME = "WaveGlow"
@@ -46,6 +47,11 @@ def item_lengths(dataset: MelAudioDataset) -> None:
 
 # WaveGlow's training step is a few large convolutions per layer, not a launch-bound loop: no graphs.
 use_cuda_graphs = None
+
+
+def use_torch_compile(model: WaveGlow) -> None:
+    """train.py --torch-compile: every WN gate as one fused kernel (WaveGlow.compile_gates)."""
+    model.compile_gates()
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
