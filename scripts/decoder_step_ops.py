@@ -8,7 +8,8 @@ reach the device backend in one chunk of free-running steps (Decoder.decode_chun
 no-ops excluded, per precision mode of inference.py (FP32; half precision with the weights cast
 once, or under autocast). On the CPU an LSTM cell is 8-9 operations where CUDA runs 3 kernels
 (two GEMMs and one fused cell), so absolute numbers differ between devices; differences between
-modes and commits carry over.
+modes and commits carry over. A second table counts a teacher-forced (training) step, forward and
+backward, in FP32 and under autocast.
 """
 from __future__ import annotations
 
@@ -57,6 +58,28 @@ def ops_per_step(device: torch.device, dtype: torch.dtype | None, use_autocast: 
     return Counter({name: count / n_steps for name, count in counter.counts.items()})
 
 
+def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tokens: int,
+                          batch: int = 4) -> tuple[float, float]:
+    """(forward, forward + backward) operations per teacher-forced decoder step, from the difference
+    between 16 and 8 steps (what does not repeat per step cancels)."""
+    torch.manual_seed(0)
+    decoder = tacotron2.build_model(inference.default_config(tacotron2)).to(device).train().decoder
+    memory = torch.randn(batch, n_tokens, 512, device=device, requires_grad=True)
+    mels = torch.randn(batch, 80, 16, device=device)
+    lengths = torch.full((batch,), n_tokens, device=device)
+    context = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+    def count(n_frames: int, backward: bool) -> int:
+        with OpCounter() as counter, torch.set_grad_enabled(backward), context:
+            outputs = decoder.teacher_forcing(memory, mels[:, :, :n_frames], lengths)
+            if backward:
+                sum(output.float().sum() for output in outputs).backward()
+        return sum(counter.counts.values())
+
+    count(16, True)  # warm-up
+    return tuple((count(16, backward) - count(8, backward)) / 8 for backward in (False, True))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="count on the CPU even when a GPU is present")
@@ -76,6 +99,11 @@ def main(argv=None) -> int:
     print("| **total** | " + " | ".join(f"**{sum(c.values()):g}**" for c in counts.values()) + " |")
     for op in ops:
         print(f"| {op} | " + " | ".join(f"{counts[mode][op]:g}" for mode in modes) + " |")
+    print(f"\nTraining (teacher forcing), operations per decoder step, batch 4, {args.tokens} tokens")
+    print("| mode | forward | forward + backward |\n|---|---:|---:|")
+    for mode, dtype in (("fp32", None), (f"{name} autocast", half)):
+        forward, both = training_ops_per_step(device, dtype, args.tokens)
+        print(f"| {mode} | {forward:g} | {both:g} |")
     return 0
 
 
