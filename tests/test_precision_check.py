@@ -58,3 +58,5 @@ def test_decoder_step_ops_counts_the_casts_of_half_precision():
     assert fp32["_to_copy"] == 0 and cast["_to_copy"] >= 2  # the attention's float32 <-> bf16 casts
     assert fp32["addmm"] + fp32["mm"] >= 9 and fp32["bernoulli_"] == 2  # 7 linear layers, 2 LSTM cells
     assert "sigmoid" not in fp32  # the gate is checked on its logit (sigmoid_ is the LSTM cells')
+    forward, both = module.training_ops_per_step(cpu, None, n_tokens=10)
+    assert forward == int(forward) >= 20 and both > 2 * forward  # whole ops per step; the backward is larger
