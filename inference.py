@@ -316,7 +316,7 @@ def save_alignments(path: str, alignments: list[torch.Tensor]) -> None:
 def use_cuda_graphs(t2_model, wanted: bool, device: torch.device) -> None:
     if wanted and device.type != "cuda":
         warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
-    t2_model.decoder.cuda_graphs = wanted and device.type == "cuda"
+    tacotron2.use_cuda_graphs(t2_model, wanted and device.type == "cuda")
 
 
 def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dict]:

@@ -7,6 +7,11 @@ import sys
 from typing import Any, Callable
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to one line (its type's name when it has none), for a one-line error."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 class UserError(ValueError):
     """A problem with the user's input (files, flags, data), not a bug in the code."""
 

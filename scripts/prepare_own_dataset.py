@@ -29,7 +29,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.audio import save_wav  # noqa: E402
-from common.errors import AudioError, DataError, UserError  # noqa: E402
+from common.errors import AudioError, DataError, UserError, first_line  # noqa: E402
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 HOP_LENGTH = 256
@@ -102,8 +102,7 @@ def convert_audio(source: str, sampling_rate: int) -> np.ndarray:
     try:
         audio, rate = soundfile.read(source, dtype="float64", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, OSError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioError(f"{source}: not a readable audio file: {detail}") from None
+        raise AudioError(f"{source}: not a readable audio file: {first_line(err)}") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{source}: contains no audio samples")
     mono = audio.mean(axis=1)

@@ -44,9 +44,10 @@ def item_lengths(dataset: TextMelDataset) -> list[int]:
     return dataset.n_frames()
 
 
-def use_cuda_graphs(model: Tacotron2) -> None:
-    """train.py --cuda-graphs: the decoder loop of training (and of free running) through CUDA graphs."""
-    model.decoder.cuda_graphs = True
+def use_cuda_graphs(model: Tacotron2, enabled: bool = True) -> None:
+    """--cuda-graphs (train.py, inference.py): the decoder loop of training and of free running
+    through CUDA graphs where the model is on a GPU."""
+    model.decoder.cuda_graphs = enabled
 
 
 # Nothing compiled yet: the decoder loop's cost is launches, which train.py --cuda-graphs addresses.

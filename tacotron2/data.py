@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from common.audio import load_wav
-from common.errors import DataError, TextError
+from common.errors import DataError, TextError, first_line
 from common.filelists import FileEntry, load_filelist, location, raise_problems, wav_problems
 from common.mel import TacotronSTFT
 from tacotron2.text import text_to_sequence
@@ -107,8 +107,7 @@ class TextMelDataset(torch.utils.data.Dataset):
                 mel = torch.load(entry.path, map_location="cpu", weights_only=True)
             return int(mel.shape[-1])
         except (OSError, RuntimeError, ValueError, AttributeError, pickle.UnpicklingError) as err:
-            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(f"{location(entry)}: {entry.path}: cannot read its length: {detail}") from None
+            raise DataError(f"{location(entry)}: {entry.path}: cannot read its length: {first_line(err)}") from None
 
     def _compute_mel(self, entry: FileEntry) -> Tensor:
         audio = load_wav(entry.path, self.sampling_rate)  # already scaled to [-1, 1]
@@ -122,8 +121,7 @@ class TextMelDataset(torch.utils.data.Dataset):
             else:
                 mel = torch.load(entry.path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
-            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DataError(f"{location(entry)}: {entry.path}: cannot read mel file: {detail}") from None
+            raise DataError(f"{location(entry)}: {entry.path}: cannot read mel file: {first_line(err)}") from None
         if not isinstance(mel, Tensor) or mel.dim() != 2 or mel.size(0) != self.n_mel_channels:
             shape = list(mel.shape) if isinstance(mel, Tensor) else type(mel).__name__
             raise DataError(f"{location(entry)}: {entry.path}: mel of shape {shape} "
