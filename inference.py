@@ -86,8 +86,9 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="Tacotron 2 decoder steps through CUDA graphs (GPU only; experimental: not yet measured)")
     parser.add_argument("--torch-compile", action="store_true",
-                        help="torch.compile WaveGlow's gated activations into one kernel each (experimental: not "
-                             "yet measured; the first run compiles, which takes seconds)")
+                        help="torch.compile Tacotron 2's decoder step and WaveGlow's gated activations, fusing "
+                             "their elementwise work (experimental: not yet measured on a GPU; the first run "
+                             "compiles, which takes seconds)")
 
 
 def check_precision_args(args: argparse.Namespace) -> None:
@@ -328,13 +329,14 @@ def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dic
         t2_model, t2_ckpt = load_tacotron2(args.tacotron2, device, overrides)
         cast_models(dtype, args.autocast, t2_model)
         use_cuda_graphs(t2_model, args.cuda_graphs, device)
+        tacotron2.compile_free_running(t2_model, args.torch_compile)
     if args.vocoder == "waveglow":
         wg_model, wg_ckpt = load_waveglow(args.waveglow, device, args.wn_channels)
         if t2_model is not None and t2_model.n_mel_channels != wg_model.upsample.in_channels:
             raise CheckpointError(f"{args.waveglow}: takes {wg_model.upsample.in_channels} mel channels but "
                                   f"{args.tacotron2} makes {t2_model.n_mel_channels}")
         cast_models(dtype, args.autocast, wg_model)
-        wg_model.compile_gates(args.torch_compile)
+        waveglow.use_torch_compile(wg_model, args.torch_compile)
         if args.denoising_strength > 0:
             denoiser = Denoiser(wg_model).to(device)
     audio = audio_config(args, t2_ckpt, wg_ckpt)

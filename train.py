@@ -263,7 +263,7 @@ def train(args) -> int:
             package.use_cuda_graphs(model)
     if args.torch_compile:
         if package.use_torch_compile is None:
-            raise UserError(f"--torch-compile: {args.model_name} has no compiled training path (WaveGlow has)")
+            raise UserError(f"--torch-compile: {args.model_name} has no compiled training path")
         package.use_torch_compile(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")

@@ -9,7 +9,9 @@ no-ops excluded, per precision mode of inference.py (FP32; half precision with t
 once, or under autocast). On the CPU an LSTM cell is 8-9 operations where CUDA runs 3 kernels
 (two GEMMs and one fused cell), so absolute numbers differ between devices; differences between
 modes and commits carry over. A second table counts a teacher-forced (training) step, forward and
-backward, in FP32 and under autocast.
+backward, in FP32 and under autocast. On a GPU a third table counts what matters there, the CUDA
+kernels a free-running step launches (torch.profiler), eager and with --torch-compile (the step's
+elementwise chains fused; a CUDA graph replays the same kernels, so graphs do not change the count).
 """
 from __future__ import annotations
 
@@ -58,6 +60,27 @@ def ops_per_step(device: torch.device, dtype: torch.dtype | None, use_autocast: 
     return Counter({name: count / n_steps for name, count in counter.counts.items()})
 
 
+def kernels_per_step(dtype: torch.dtype | None, compiled: bool, n_steps: int, n_tokens: int) -> float:
+    """CUDA kernels (and memory copies/sets) one free-running step launches, weights cast to dtype."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    model = tacotron2.build_model(inference.default_config(tacotron2)).cuda().eval()
+    inference.cast_models(dtype, False, model)
+    tacotron2.compile_free_running(model, compiled)
+    decoder = model.decoder
+    memory = torch.randn(1, n_tokens, 512, device="cuda", dtype=dtype or torch.float32)
+    with torch.no_grad():
+        buffers = decoder.free_run_buffers(memory, torch.tensor([n_tokens], device="cuda"), n_steps)
+        for _ in range(2):  # compile, library handles, workspaces
+            decoder.decode_chunk(buffers, n_steps)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            decoder.decode_chunk(buffers, n_steps)
+            torch.cuda.synchronize()
+    on_device = [event for event in profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA]
+    return len(on_device) / n_steps
+
+
 def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tokens: int,
                           batch: int = 4) -> tuple[float, float]:
     """(forward, forward + backward) operations per teacher-forced decoder step, from the difference
@@ -104,6 +127,17 @@ def main(argv=None) -> int:
     for mode, dtype in (("fp32", None), (f"{name} autocast", half)):
         forward, both = training_ops_per_step(device, dtype, args.tokens)
         print(f"| {mode} | {forward:g} | {both:g} |")
+    if device.type == "cuda":
+        print(f"\nCUDA kernels per free-running decoder step (torch.profiler), batch 1, {args.tokens} tokens")
+        print("| precision | eager | --torch-compile |\n|---|---:|---:|")
+        for mode, dtype in (("fp32", None), ("fp16 weights", torch.float16), ("bf16 weights", torch.bfloat16)):
+            counts = []
+            for compiled in (False, True):
+                try:
+                    counts.append(f"{kernels_per_step(dtype, compiled, args.steps, args.tokens):g}")
+                except Exception as error:  # a failing compile still leaves the eager count
+                    counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+            print(f"| {mode} | " + " | ".join(counts) + " |")
     return 0
 
 

@@ -30,13 +30,17 @@ VARIANTS = {
     "fp32": [],
     "fp16-autocast": ["--fp16", "--autocast"],
     "fp16": ["--fp16"],
+    "fp16-compiled": ["--fp16", "--torch-compile"],
     "fp16-graphs": ["--fp16", "--cuda-graphs"],
     "fp16-graphs-compiled": ["--fp16", "--cuda-graphs", "--torch-compile"],
     "bf16-autocast": ["--bf16", "--autocast"],
     "bf16": ["--bf16"],
+    "bf16-compiled": ["--bf16", "--torch-compile"],
+    "fp32-compiled": ["--torch-compile"],
     "bf16-graphs-compiled": ["--bf16", "--cuda-graphs", "--torch-compile"],
 }
-GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-graphs", "fp16-graphs-compiled", "bf16-graphs-compiled"]
+GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-compiled", "fp16-graphs", "fp16-graphs-compiled",
+               "bf16-graphs-compiled"]
 CPU_DEFAULT = ["fp32", "bf16-autocast", "bf16"]
 
 

@@ -11,7 +11,7 @@ With random weights (same seed for every precision) it prints, per precision the
 - inference.py's half precisions (weights cast once, or autocast) against FP32: Tacotron 2 free
   running (forced steps, prenet dropout off) and WaveGlow synthesis from a fixed z; on a GPU also
   the CUDA-graph decoder (--cuda-graphs) against the eager one, a cached replay against the first
-  capture, and WaveGlow's compiled gates (--torch-compile) against eager ones.
+  capture, and --torch-compile (the compiled decoder step, WaveGlow's compiled gates) against eager.
 Exits non-zero when a loss differs from FP32 by more than --loss-tolerance, a round trip by more
 than --inversion-tolerance, a half-precision synthesis by more than --synthesis-tolerance, a
 graph replay differs from its first run, or anything is not finite.
@@ -133,7 +133,8 @@ def inference_differences(device: torch.device, n_steps: int, waveglow_frames: i
     """Per half-precision inference mode, against float32 (relative to the float32 peak):
     Tacotron 2 free running (n_steps forced steps, prenet dropout off) and WaveGlow synthesis from a
     fixed z. On a GPU also CUDA-graph vs eager decoding and a cached graph replay vs the first run
-    (in the same mode), and WaveGlow with torch.compile'd gates vs without."""
+    (in the same mode), the torch.compile'd decoder step (in graphs) vs eager, and WaveGlow with
+    torch.compile'd gates vs without."""
     torch.manual_seed(0)
     config = {**inference.default_config(tacotron2), "max_decoder_steps": n_steps, "decoder_no_early_stopping": True}
     t2_fp32 = tacotron2.build_model(config).to(device).eval()
@@ -166,7 +167,11 @@ def inference_differences(device: torch.device, n_steps: int, waveglow_frames: i
             replayed = free_running(t2_model, text, lengths, dtype, use_autocast, True)
             row["graphs_vs_eager"] = relative(graphed, eager)
             row["replay_vs_first"] = float((replayed - graphed).abs().max())
-            finite += [graphed, replayed]
+            tacotron2.compile_free_running(t2_model)  # --torch-compile: the fused step, in the graphs
+            compiled_step = free_running(t2_model, text, lengths, dtype, use_autocast, True)
+            tacotron2.compile_free_running(t2_model, False)
+            row["compiled_step_vs_eager"] = relative(compiled_step, eager)
+            finite += [graphed, replayed, compiled_step]
         with torch.no_grad(), autocast(device, dtype if use_autocast else None):
             audio = wg_model.infer(mel, z=z).float()
             row["waveglow_vs_fp32"] = relative(audio, audio_fp32)

@@ -15,7 +15,7 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "use_torch_compile", "symbols", "Tacotron2", "Tacotron2Loss",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "symbols", "Tacotron2", "Tacotron2Loss",
     "TextMelDataset", "TextMelCollate",
 ]
 
@@ -50,7 +50,14 @@ def use_cuda_graphs(model: Tacotron2, enabled: bool = True) -> None:
     model.decoder.cuda_graphs = enabled
 
 
-# Nothing compiled yet: the decoder loop's cost is launches, which train.py --cuda-graphs addresses.
+def compile_free_running(model: Tacotron2, enabled: bool = True) -> None:
+    """inference.py --torch-compile: free-running decoder steps through torch.compile, their
+    elementwise chains fused (tacotron2.model.compiled); with --cuda-graphs the graphs replay the
+    fused kernels. The first utterance compiles."""
+    model.decoder.torch_compile = enabled
+
+
+# Training has no compiled path: see tacotron2.model.compiled (train.py --cuda-graphs instead).
 use_torch_compile = None
 
 

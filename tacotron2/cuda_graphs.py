@@ -88,7 +88,7 @@ def graphed_free_run(decoder, memory: Tensor, memory_lengths: Tensor) -> tuple[l
     memory_lengths = memory_lengths.to(memory.device)
     key = (tuple(memory.shape), memory.dtype, torch.is_autocast_enabled("cuda"),
            torch.get_autocast_dtype("cuda"), decoder.max_decoder_steps, decoder.gate_check_interval,
-           decoder.gate_threshold, decoder.prenet.dropout, decoder.training,  # baked into the captured steps
+           decoder.gate_threshold, decoder.prenet.dropout, decoder.training, decoder.torch_compile,  # baked in
            tuple(p.data_ptr() for p in decoder.parameters()))
     captured_shapes = _cache.setdefault(decoder, OrderedDict())
     captured = captured_shapes.pop(key, None) or _Captured(decoder, memory, memory_lengths)

@@ -6,6 +6,7 @@ previous step (prenet of the teacher-forced frames, memory projection, the merge
 the mel/gate projections of training) runs once outside the loop, and nothing in the loop reads a
 value back to the host.
 """
+import functools
 import math
 import warnings
 from typing import NamedTuple
@@ -16,6 +17,21 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tacotron2.layers import ConvNorm, LinearNorm
+
+
+@functools.cache
+def compiled(function):
+    """``torch.compile`` of a Decoder method, made once and shared by every decoder (modules are
+    inlined, so their weights are inputs, not constants, and another model does not recompile).
+    A free-running step is a chain of small GEMMs joined by elementwise work (LSTM cells, the
+    additive attention's adds and tanh, the mask, the concatenations); compiled, each chain between
+    two GEMMs becomes one kernel. Sizes are symbolic from the start, so new token counts do not
+    recompile (batch 1 and larger batches are one graph each).
+
+    Training stays eager: under autograd the compiled step specialised on the token count (torch
+    2.13, CPU), i.e. recompiled for nearly every batch; train.py --cuda-graphs is the training loop's
+    answer to launch cost."""
+    return torch.compile(function, dynamic=True)
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -168,6 +184,8 @@ class Decoder(nn.Module):
         # free running and the training loop through CUDA graphs (tacotron2/cuda_graphs.py):
         # inference.py --cuda-graphs, train.py --cuda-graphs
         self.cuda_graphs = False
+        # free-running steps through torch.compile (:func:`compiled`): inference.py --torch-compile
+        self.torch_compile = False
 
         self.prenet = Prenet(n_mel_channels * n_frames_per_step, [prenet_dim, prenet_dim])
         self.attention_rnn = nn.LSTMCell(prenet_dim + encoder_embedding_dim, attention_rnn_dim)
@@ -262,9 +280,14 @@ class Decoder(nn.Module):
             frames=memory.new_zeros(chunk_steps, batch, self.n_mel_channels + 1),
             alignments=torch.zeros(chunk_steps, batch, memory.size(1), device=memory.device))
 
-    def frame_and_gate(self, projection_input: Tensor, buffers: FreeRunBuffers) -> Tensor:
-        """[B, n_mel + 1]: a free-running step's mel frame and gate logit, from one GEMM."""
-        return F.linear(projection_input, buffers.projection_weight, buffers.projection_bias)
+    def step_and_project(self, prenet_frame: Tensor, state: DecoderState,
+                         buffers: FreeRunBuffers) -> tuple[DecoderState, Tensor]:
+        """A free-running step after the prenet -> (state, [B, n_mel + 1]: the mel frame and the gate
+        logit, from one GEMM)."""
+        state = self.step(prenet_frame, state, buffers.memory, buffers.processed_memory,
+                          buffers.location_weight, buffers.pad_mask)
+        projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
+        return state, F.linear(projection_input, buffers.projection_weight, buffers.projection_bias)
 
     def decode_chunk(self, buffers: FreeRunBuffers, n_steps: int) -> None:
         """n_steps free-running steps, in place: frames, gate logits and attention go to
@@ -272,11 +295,12 @@ class Decoder(nn.Module):
         (no gate fired yet: sigmoid(gate) > gate_threshold) are updated. Nothing but the steps
         themselves runs per step; the gates are checked once per chunk."""
         state, frame = buffers.state, buffers.frame
+        step_and_project = (functools.partial(compiled(type(self).step_and_project), self) if self.torch_compile
+                            else self.step_and_project)
         for step in range(n_steps):
-            state = self.step(self.prenet(frame), state, buffers.memory, buffers.processed_memory,
-                              buffers.location_weight, buffers.pad_mask)
-            projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
-            output = self.frame_and_gate(projection_input, buffers)
+            # the prenet's dropout stays eager: its random numbers are then the eager path's, in and
+            # out of CUDA graphs
+            state, output = step_and_project(self.prenet(frame), state, buffers)
             frame = output[:, :-1]
             buffers.frames[step].copy_(output)
             buffers.alignments[step].copy_(state.attention_weights)

@@ -223,16 +223,17 @@ def model_dtypes(ckpts, tmp_path, extra):
 
 def test_half_precision_casts_the_weights_once_or_autocasts(ckpts, tmp_path):
     """--bf16 casts both models (the 1x1 convolutions stay float32); --bf16 --autocast keeps float32;
-    --torch-compile switches on WaveGlow's compiled gates."""
+    --torch-compile switches on WaveGlow's compiled gates and Tacotron 2's compiled decoder step."""
     t2_dtypes, wg_dtypes, convinv, pipe = model_dtypes(ckpts, tmp_path, ["--bf16"])
     assert t2_dtypes == wg_dtypes == {torch.bfloat16} and convinv == {torch.float32}
     assert not isinstance(pipe.autocast(), torch.autocast)
-    assert not any(wn.compile_gate for wn in pipe.vocoder.WN)
+    assert not any(wn.compile_gate for wn in pipe.vocoder.WN) and not pipe.tacotron2.decoder.torch_compile
     t2_dtypes, wg_dtypes, convinv, pipe = model_dtypes(ckpts, tmp_path, ["--bf16", "--autocast", "--torch-compile",
                                                                          "-d", "0"])
     assert t2_dtypes == wg_dtypes == convinv == {torch.float32}
     assert isinstance(pipe.autocast(), torch.autocast)
     assert all(wn.compile_gate for wn in pipe.vocoder.WN)  # compiled on first use (not here: no denoiser)
+    assert pipe.tacotron2.decoder.torch_compile
 
 
 def test_half_precision_audio_matches_float32(ckpts, tmp_path):

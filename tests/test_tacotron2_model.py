@@ -2,6 +2,7 @@
 inference with per-utterance stopping, mixed precision, checkpoint prefixes, and a real overfit."""
 
 import argparse
+import shutil
 import warnings
 from pathlib import Path
 
@@ -55,13 +56,13 @@ def scripted_gate(model: Tacotron2, stop_steps: list[int]) -> None:
         return torch.where(calls["n"] >= stop, 10.0, -10.0).unsqueeze(1).to(dtype)
 
     model.decoder.gate_layer.register_forward_hook(lambda module, inputs, output: scripted(output.dtype))
-    frame_and_gate = model.decoder.frame_and_gate
+    step_and_project = model.decoder.step_and_project
 
-    def scripted_frame_and_gate(projection_input, buffers):
-        output = frame_and_gate(projection_input, buffers)
-        return torch.cat((output[:, :-1], scripted(output.dtype)), dim=1)
+    def scripted_step_and_project(prenet_frame, state, buffers):
+        state, output = step_and_project(prenet_frame, state, buffers)
+        return state, torch.cat((output[:, :-1], scripted(output.dtype)), dim=1)
 
-    model.decoder.frame_and_gate = scripted_frame_and_gate
+    model.decoder.step_and_project = scripted_step_and_project
 
 
 # --- structure -------------------------------------------------------------------------------
@@ -335,6 +336,38 @@ def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
         torch.testing.assert_close(padded_mels, mels, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(padded_weights[..., :7], weights, rtol=1e-5, atol=1e-6)
         assert padded_weights[..., 7:].abs().sum() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_free_running_gives_the_eager_outputs_without_recompiling():
+    """inference --torch-compile: free-running steps through torch.compile (elementwise work fused) give
+    the eager outputs (the prenet's dropout stays eager, so seeded runs draw the same masks), and
+    another token count reuses the compiled step; teacher forcing stays eager."""
+    eager, compiled = (small_model(max_decoder_steps=13, decoder_no_early_stopping=True).eval() for _ in range(2))
+    tacotron2.compile_free_running(compiled)
+    counters = torch._dynamo.utils.counters
+    for n_tokens in (6, 9):
+        text = torch.randint(1, 148, (2, n_tokens), generator=torch.Generator().manual_seed(n_tokens))
+        lengths = torch.tensor([n_tokens, 4])
+        results = []
+        for model in (eager, compiled):
+            torch.manual_seed(7)
+            graphs_before = counters["stats"]["unique_graphs"]
+            with torch.no_grad():
+                results.append(model.infer(text, lengths))
+        new_graphs = counters["stats"]["unique_graphs"] - graphs_before
+        # compiled once (unless an earlier test of this process did), then reused
+        assert new_graphs <= 1 if n_tokens == 6 else new_graphs == 0
+        assert counters["frames"]["ok"] > 0
+        (mel, mel_lengths, alignments), (compiled_mel, compiled_lengths, compiled_alignments) = results
+        assert torch.equal(compiled_lengths, mel_lengths) and compiled_mel.shape == mel.shape == (2, 20, 13)
+        torch.testing.assert_close(compiled_mel, mel, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(compiled_alignments, alignments, rtol=1e-5, atol=1e-6)
+    graphs_before = counters["stats"]["unique_graphs"]
+    inputs, _, _ = batch_to_device(make_batch([9, 5, 7], [17, 10, 13]), "cpu")
+    compiled.train()(inputs)[0].sum().backward()
+    assert counters["stats"]["unique_graphs"] == graphs_before
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.9, 1.0])

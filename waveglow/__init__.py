@@ -49,9 +49,9 @@ def item_lengths(dataset: MelAudioDataset) -> None:
 use_cuda_graphs = None
 
 
-def use_torch_compile(model: WaveGlow) -> None:
-    """train.py --torch-compile: every WN gate as one fused kernel (WaveGlow.compile_gates)."""
-    model.compile_gates()
+def use_torch_compile(model: WaveGlow, enabled: bool = True) -> None:
+    """--torch-compile (train.py, inference.py): every WN gate as one fused kernel (WaveGlow.compile_gates)."""
+    model.compile_gates(enabled)
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:
