@@ -314,10 +314,16 @@ def save_alignments(path: str, alignments: list[torch.Tensor]) -> None:
     os.replace(tmp, path)  # atomic, like the wavs
 
 
-def use_cuda_graphs(t2_model, wanted: bool, device: torch.device) -> None:
-    if wanted and device.type != "cuda":
-        warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
-    tacotron2.use_cuda_graphs(t2_model, wanted and device.type == "cuda")
+def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=None, wg_model=None) -> None:
+    """--cuda-graphs and --torch-compile on whichever models are loaded (shared with inference_benchmark.py).
+    Call before building the denoiser, which runs the vocoder as it will run."""
+    if t2_model is not None:
+        if args.cuda_graphs and device.type != "cuda":
+            warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
+        tacotron2.use_cuda_graphs(t2_model, args.cuda_graphs and device.type == "cuda")
+        tacotron2.compile_free_running(t2_model, args.torch_compile)
+    if wg_model is not None:
+        waveglow.use_torch_compile(wg_model, args.torch_compile)
 
 
 def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dict]:
@@ -328,17 +334,15 @@ def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dic
         overrides = {"max_decoder_steps": args.max_decoder_steps} if args.max_decoder_steps else {}
         t2_model, t2_ckpt = load_tacotron2(args.tacotron2, device, overrides)
         cast_models(dtype, args.autocast, t2_model)
-        use_cuda_graphs(t2_model, args.cuda_graphs, device)
-        tacotron2.compile_free_running(t2_model, args.torch_compile)
     if args.vocoder == "waveglow":
         wg_model, wg_ckpt = load_waveglow(args.waveglow, device, args.wn_channels)
         if t2_model is not None and t2_model.n_mel_channels != wg_model.upsample.in_channels:
             raise CheckpointError(f"{args.waveglow}: takes {wg_model.upsample.in_channels} mel channels but "
                                   f"{args.tacotron2} makes {t2_model.n_mel_channels}")
         cast_models(dtype, args.autocast, wg_model)
-        waveglow.use_torch_compile(wg_model, args.torch_compile)
-        if args.denoising_strength > 0:
-            denoiser = Denoiser(wg_model).to(device)
+    use_speed_options(args, device, t2_model, wg_model)
+    if wg_model is not None and args.denoising_strength > 0:
+        denoiser = Denoiser(wg_model).to(device)
     audio = audio_config(args, t2_ckpt, wg_ckpt)
     if t2_model is not None:
         audio["n_mel_channels"] = t2_model.n_mel_channels

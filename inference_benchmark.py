@@ -147,9 +147,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     t2_model, wg_model, sampling_rate = load_models(args, device)
     inference.cast_models(dtype, args.autocast, t2_model, wg_model)
-    inference.use_cuda_graphs(t2_model, args.cuda_graphs, device)
-    tacotron2.compile_free_running(t2_model, args.torch_compile)
-    waveglow.use_torch_compile(wg_model, args.torch_compile)
+    inference.use_speed_options(args, device, t2_model, wg_model)
     denoiser = Denoiser(wg_model).to(device) if args.denoising_strength > 0 else None
     pipe = inference.Pipeline(device, dtype, t2_model, wg_model, denoiser, None, args.sigma_infer,
                               args.denoising_strength, 0, torch.Generator(), args.autocast)

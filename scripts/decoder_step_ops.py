@@ -43,40 +43,42 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def ops_per_step(device: torch.device, dtype: torch.dtype | None, use_autocast: bool, n_steps: int,
-                 n_tokens: int) -> Counter:
+def count_one_chunk(device: torch.device, dtype: torch.dtype | None, use_autocast: bool, compiled: bool,
+                    n_steps: int, n_tokens: int, counting):
+    """Run one warmed-up chunk of n_steps free-running steps (batch 1) inside ``counting()``, a context
+    manager, and return what it entered as."""
     torch.manual_seed(0)
     model = tacotron2.build_model(inference.default_config(tacotron2)).to(device).eval()
     inference.cast_models(dtype, use_autocast, model)
+    tacotron2.compile_free_running(model, compiled)
     decoder = model.decoder
     # the encoder's output dtype: the half dtype whether cast or autocast
     memory = torch.randn(1, n_tokens, 512, device=device, dtype=dtype or torch.float32)
     context = torch.autocast(device.type, dtype=dtype) if use_autocast else nullcontext()
     with torch.no_grad(), context:
         buffers = decoder.free_run_buffers(memory, torch.tensor([n_tokens], device=device), n_steps)
-        decoder.decode_chunk(buffers, n_steps)  # warm-up: lazy initialisation stays out of the count
-        with OpCounter() as counter:
+        for _ in range(2):  # warm-up: compilation and lazy initialisation stay out of the count
             decoder.decode_chunk(buffers, n_steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        with counting() as counter:
+            decoder.decode_chunk(buffers, n_steps)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+    return counter
+
+
+def ops_per_step(device: torch.device, dtype: torch.dtype | None, use_autocast: bool, n_steps: int,
+                 n_tokens: int) -> Counter:
+    counter = count_one_chunk(device, dtype, use_autocast, False, n_steps, n_tokens, OpCounter)
     return Counter({name: count / n_steps for name, count in counter.counts.items()})
 
 
 def kernels_per_step(dtype: torch.dtype | None, compiled: bool, n_steps: int, n_tokens: int) -> float:
     """CUDA kernels (and memory copies/sets) one free-running step launches, weights cast to dtype."""
     from torch.profiler import ProfilerActivity, profile
-    torch.manual_seed(0)
-    model = tacotron2.build_model(inference.default_config(tacotron2)).cuda().eval()
-    inference.cast_models(dtype, False, model)
-    tacotron2.compile_free_running(model, compiled)
-    decoder = model.decoder
-    memory = torch.randn(1, n_tokens, 512, device="cuda", dtype=dtype or torch.float32)
-    with torch.no_grad():
-        buffers = decoder.free_run_buffers(memory, torch.tensor([n_tokens], device="cuda"), n_steps)
-        for _ in range(2):  # compile, library handles, workspaces
-            decoder.decode_chunk(buffers, n_steps)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
-            decoder.decode_chunk(buffers, n_steps)
-            torch.cuda.synchronize()
+    profiler = count_one_chunk(torch.device("cuda"), dtype, False, compiled, n_steps, n_tokens,
+                               lambda: profile(activities=[ProfilerActivity.CUDA]))
     on_device = [event for event in profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA]
     return len(on_device) / n_steps
 

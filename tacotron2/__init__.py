@@ -15,8 +15,8 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "symbols", "Tacotron2", "Tacotron2Loss",
-    "TextMelDataset", "TextMelCollate",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "symbols", "Tacotron2",
+    "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
 ]
 
 NAME = "Tacotron2"
