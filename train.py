@@ -26,6 +26,7 @@ from common.arguments import add_audio_args, add_bool_flag, audio_config_from_ar
 from common.audio import save_wav
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
+from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
                               ignore_stop_signals, rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
@@ -81,6 +82,11 @@ def build_parser(package=None) -> argparse.ArgumentParser:
                              "0 = the recipe's random batches")
     parser.add_argument("--bench-class", default="", choices=["", "train", "perf-train"],
                         help="perf-train: no checkpoints")
+    parser.add_argument("--profile-steps", type=int, default=0, metavar="N",
+                        help="profile N training steps (torch.profiler) after --profile-skip: device busy %%, kernels "
+                             "per step, top operations and a timeline in OUT/profile/ (common/profiling.py)")
+    parser.add_argument("--profile-skip", type=int, default=10, metavar="K",
+                        help="steps to run before --profile-steps starts recording (warm-up, graph captures)")
     parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard events")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     dist_group = parser.add_argument_group("distributed (torchrun's environment takes precedence)")
@@ -183,6 +189,20 @@ def make_loader(dataset, sampler, package, args, device) -> DataLoader:
                       collate_fn=package.collate_fn, pin_memory=device.type == "cuda",
                       drop_last=sampler.drop_last, persistent_workers=False,
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
+
+
+def make_profiler(args, dist_info, device, logger) -> StepProfiler:
+    if args.profile_steps < 0 or args.profile_skip < 0:
+        raise UserError(f"--profile-steps {args.profile_steps} --profile-skip {args.profile_skip}: "
+                        "expected counts >= 0")
+
+    def report(summary: dict, lines: list[str]) -> None:
+        logger.log([], summary)
+        if dist_info.is_main:
+            print("\n".join(lines), flush=True)
+
+    return StepProfiler(args.output, dist_info.rank, device, args.profile_steps, args.profile_skip,
+                        on_summary=report)
 
 
 @torch.no_grad()
@@ -314,6 +334,7 @@ def train(args) -> int:
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     logged_terms = tuple(getattr(loss_fn, "logged_terms", ()))  # loss terms also written to the JSON log
+    profiler = make_profiler(args, dist_info, device, logger) if args.profile_steps else None
     stop = StopRequest()
     nonfinite_steps = 0
     run_start = time.perf_counter()
@@ -337,6 +358,8 @@ def train(args) -> int:
                 current_lr = lr
 
             step_start = time.perf_counter()
+            if profiler is not None:
+                profiler.begin_step()
             inputs, targets, counts = package.batch_to_device(batch, device)
             with autocast_context(args, device):
                 outputs = train_model(inputs)
@@ -384,6 +407,8 @@ def train(args) -> int:
                                        "train/items_per_sec": items / step_time,
                                        "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
                                        **{f"train/{k}": float(v) for k, v in terms.items()}})
+            if profiler is not None:
+                profiler.end_step()
             if stop_now:
                 stopped_after = (i + 1) * args.batch_size * dist_info.world_size
                 break
@@ -391,6 +416,8 @@ def train(args) -> int:
             break
 
         epoch_time = time.perf_counter() - epoch_start
+        if profiler is not None:
+            profiler.epoch_end()
         epoch_data = {"train_epoch_avg_loss": epoch_loss / max(epoch_steps, 1),
                       "train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
                       "epoch_time": epoch_time}
@@ -417,6 +444,8 @@ def train(args) -> int:
                                          link_last=True)
         logger.flush()
 
+    if profiler is not None:
+        profiler.close()
     if stopped_after:
         states = distributed.all_gather_objects(rng_state())
         if dist_info.is_main and args.bench_class != "perf-train":

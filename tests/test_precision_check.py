@@ -60,3 +60,25 @@ def test_decoder_step_ops_counts_the_casts_of_half_precision():
     assert "sigmoid" not in fp32  # the gate is checked on its logit (sigmoid_ is the LSTM cells')
     forward, both = module.training_ops_per_step(cpu, None, n_tokens=10)
     assert forward == int(forward) >= 20 and both > 2 * forward  # whole ops per step; the backward is larger
+
+
+def test_wn_conv_layouts_compute_the_same_convolution(capsys):
+    spec = importlib.util.spec_from_file_location("wn_conv_layouts", os.path.join(REPO, "scripts", "wn_conv_layouts.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 40, generator=generator)
+    for kernel in (3, 1):
+        weight = torch.randn(16, 8, kernel, generator=generator)
+        for dilation in (1, 4, 16):
+            diffs = module.same_convolution(x, weight, dilation)
+            assert set(diffs) == set(module.LAYOUTS) and max(diffs.values()) < 1e-5, (kernel, dilation, diffs)
+    # a wrong tap order would show: the GEMM of a kernel flipped in time is another convolution
+    weight = torch.randn(16, 8, 3, generator=generator)
+    flipped = module.gemm_run(*module.gemm_prepare(x, weight.flip(2)), 2).transpose(1, 2)
+    assert (flipped - module.conv1d_run(x, weight, 2)).abs().max() > 0.1
+    assert module.main(["--cpu", "--batch", "1", "--steps", "32", "--channels", "8", "--layers", "2",
+                        "--precisions", "fp32", "--iters", "1", "--warmup", "0"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| in_layer") or
+            line.startswith("| res_skip")]
+    assert len(rows) == 2 * len(module.LAYOUTS) and not any("failed" in row for row in rows)
