@@ -82,13 +82,15 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:
-    """--cuda-graphs, --torch-compile: shared with inference_benchmark.py."""
+    """--cuda-graphs, --torch-compile, WaveGlow's run flags (--wn-time-major): shared with
+    inference_benchmark.py."""
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="Tacotron 2 decoder steps through CUDA graphs (GPU only; experimental: not yet measured)")
     parser.add_argument("--torch-compile", action="store_true",
                         help="torch.compile Tacotron 2's decoder step and WaveGlow's gated activations, fusing "
                              "their elementwise work (experimental: not yet measured on a GPU; the first run "
                              "compiles, which takes seconds)")
+    waveglow.arguments.add_run_args(parser)
 
 
 def check_precision_args(args: argparse.Namespace) -> None:
@@ -324,6 +326,7 @@ def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=N
         tacotron2.compile_free_running(t2_model, args.torch_compile)
     if wg_model is not None:
         waveglow.use_torch_compile(wg_model, args.torch_compile)
+        waveglow.apply_run_options(wg_model, args)
 
 
 def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dict]:

@@ -273,6 +273,7 @@ def train(args) -> int:
         config = resume.get("config") or config
 
     model = package.build_model(config).to(device)
+    package.apply_run_options(model, args)
     if args.cuda_graphs:
         if package.use_cuda_graphs is None:
             raise UserError(f"--cuda-graphs: {args.model_name} has no graphed training path (Tacotron 2 has)")

@@ -38,6 +38,8 @@ VARIANTS = {
     "bf16-compiled": ["--bf16", "--torch-compile"],
     "fp32-compiled": ["--torch-compile"],
     "bf16-graphs-compiled": ["--bf16", "--cuda-graphs", "--torch-compile"],
+    "fp16-time-major": ["--fp16", "--wn-time-major"],
+    "fp16-graphs-compiled-time-major": ["--fp16", "--cuda-graphs", "--torch-compile", "--wn-time-major"],
 }
 GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-compiled", "fp16-graphs", "fp16-graphs-compiled",
                "bf16-graphs-compiled"]

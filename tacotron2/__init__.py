@@ -15,8 +15,8 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "symbols", "Tacotron2",
-    "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "apply_run_options",
+    "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
 ]
 
 NAME = "Tacotron2"
@@ -59,6 +59,11 @@ def compile_free_running(model: Tacotron2, enabled: bool = True) -> None:
 
 # Training has no compiled path: see tacotron2.model.compiled (train.py --cuda-graphs instead).
 use_torch_compile = None
+
+
+def apply_run_options(model: Tacotron2, args: argparse.Namespace) -> None:
+    """How the model computes in this run, from the package's own flags: Tacotron 2 has none (its
+    speed options are train.py's and inference.py's --cuda-graphs and --torch-compile)."""
 
 
 def build_loss(args: argparse.Namespace | None = None) -> nn.Module:

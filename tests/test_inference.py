@@ -251,6 +251,18 @@ def test_half_precision_audio_matches_float32(ckpts, tmp_path):
         assert 0 < error < 0.1, (name, error)  # 0: the precision did not change anything
 
 
+def test_wn_time_major_synthesises_the_same_audio(ckpts, tmp_path):
+    audio = []
+    for i, extra in enumerate([[], ["--wn-time-major"]]):
+        rc, out = run(ckpts, tmp_path, out=f"out{i}", extra=["--seed", "7"] + extra)
+        assert rc == 0
+        audio.append(load_wav(os.path.join(out, "audio_1.wav")))
+    assert audio[1].shape == audio[0].shape
+    assert all(wn.time_major for wn in model_dtypes(ckpts, tmp_path, ["--wn-time-major"])[3].vocoder.WN)
+    # 16-bit files: the two summation orders may round a sample to the neighbouring step
+    assert float((audio[1] - audio[0]).abs().max()) <= 2 / 32768
+
+
 def test_autocast_needs_a_half_precision(ckpts, tmp_path, capsys):
     rc, _ = run(ckpts, tmp_path, extra=["--autocast"])
     assert rc == 2 and "--autocast needs --fp16 or --bf16" in capsys.readouterr().err

@@ -152,6 +152,23 @@ def test_torch_compile_trains_waveglow_like_eager_and_is_refused_for_tacotron2(t
     assert "--torch-compile: Tacotron2 has no compiled training path" in capsys.readouterr().err
 
 
+def test_wn_time_major_trains_waveglow_like_channels_first(tmp_path, monkeypatch):
+    from waveglow.model import WN
+    calls = []
+    time_major_forward = WN._forward_time_major
+    monkeypatch.setattr(WN, "_forward_time_major", lambda *a: calls.append(1) or time_major_forward(*a))
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=4, n_samples=2048)
+    common = (tmp_path / "clips", filelist, 1, 2, 2048, "--bench-class", "perf-train")
+    assert train.main(waveglow_args(tmp_path / "first", *common)) == 0
+    assert not calls
+    assert train.main(waveglow_args(tmp_path / "major", *common, "--wn-time-major")) == 0
+    assert calls  # the flag reached the WN blocks
+    first = values(read_log(tmp_path / "first" / "nvlog.json"), "train_iter_loss")
+    major = values(read_log(tmp_path / "major" / "nvlog.json"), "train_iter_loss")
+    assert len(major) == len(first) == 2
+    assert [loss for _, loss in major] == pytest.approx([loss for _, loss in first], rel=1e-4, abs=1e-5)
+
+
 def test_length_sort_pool_is_refused_for_waveglow(tmp_path, capsys):
     filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
     args = waveglow_args(tmp_path / "wg", tmp_path / "clips", filelist, 1, 2, 2048, "--length-sort-pool", "8")

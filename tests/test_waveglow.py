@@ -262,22 +262,65 @@ def test_compiled_gates_give_the_eager_outputs_and_gradients():
     """inference --torch-compile: the fused gate (torch.compile) is the eager gate, forward and backward,
     at two lengths (dynamic shapes) and in synthesis; switching it off goes back to eager."""
     eager, compiled = small_model(), small_model().compile_gates()
+    compiled_time_major = small_model().use_time_major().compile_gates()  # the gate over the last dim
     for n_frames in (4, 7):
         mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
         losses = []
-        for model in (eager, compiled):
+        for model in (eager, compiled, compiled_time_major):
             model.zero_grad()
             loss, _ = WaveGlowLoss()(model((mel, audio)))
             loss.backward()
             losses.append(loss)
-        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
-        for p_eager, p_compiled in zip(eager.parameters(), compiled.parameters()):
-            torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+        for other, loss in zip((compiled, compiled_time_major), losses[1:]):
+            torch.testing.assert_close(loss, losses[0], rtol=1e-5, atol=1e-5)
+            for p_eager, p_other in zip(eager.parameters(), other.parameters()):
+                torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
     z = torch.randn(1, 8, 4 * 32)
     with torch.no_grad():
         torch.testing.assert_close(compiled.eval().infer(mel[:, :, :4], z=z), eager.eval().infer(mel[:, :, :4], z=z),
                                    rtol=1e-4, atol=1e-5)
     assert not any(wn.compile_gate for wn in compiled.compile_gates(False).WN)
+
+
+def test_time_major_wn_computes_the_channels_first_wn():
+    """--wn-time-major: the GEMM formulation is the same function of the same parameters, forward
+    and backward, also where a dilation reaches past both ends of a short input."""
+    torch.manual_seed(0)
+    channels_first = WN(n_in_channels=4, n_cond_channels=16, n_layers=5, n_channels=8, kernel_size=3)
+    with torch.no_grad():
+        channels_first.end.weight.normal_(0.0, 0.1)
+    time_major = copy.deepcopy(channels_first)
+    time_major.time_major = True
+    for n_steps in (5, 40):  # dilations 1..16: 16 reaches past both ends of 5 steps
+        audio, cond = torch.randn(2, 4, n_steps), torch.randn(2, 16, n_steps)
+        outputs = []
+        for wn in (channels_first, time_major):
+            wn.zero_grad()
+            output = wn(audio, cond)
+            (output * torch.linspace(-1, 1, n_steps)).sum().backward()
+            outputs.append(output)
+        assert outputs[1].shape == outputs[0].shape == (2, 8, n_steps)
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+        for (name, p_first), p_major in zip(channels_first.named_parameters(), time_major.parameters()):
+            torch.testing.assert_close(p_major.grad, p_first.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_time_major_waveglow_trains_and_synthesises_like_channels_first():
+    eager, time_major = small_model(), small_model().use_time_major()
+    mel, audio = torch.randn(2, 80, 6), 0.1 * torch.randn(2, 256 * 6)
+    losses = [WaveGlowLoss()(model((mel, audio)))[0] for model in (eager, time_major)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    z = torch.randn(2, 8, 6 * 32)
+    with torch.no_grad():
+        reference = eager.eval().infer(mel, z=z)
+        torch.testing.assert_close(time_major.eval().infer(mel, z=z), reference, rtol=1e-4, atol=1e-5)
+        # folded weights (inference.py) and weights cast once to bf16 take the same path
+        folded = copy.deepcopy(time_major).remove_weightnorm()
+        torch.testing.assert_close(folded.infer(mel, z=z), reference, rtol=1e-4, atol=1e-5)
+        bf16 = folded.cast_for_inference(torch.bfloat16).infer(mel.bfloat16(), z=z)
+        assert bf16.dtype == torch.float32
+        assert (bf16 - reference).abs().max() / reference.abs().max() < 0.05
+    assert not any(wn.time_major for wn in time_major.use_time_major(False).WN)
 
 
 @pytest.fixture(scope="module")

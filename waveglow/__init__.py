@@ -17,7 +17,7 @@ from waveglow.model import WaveGlow, remove_weightnorm
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "use_torch_compile", "WaveGlow", "WaveGlowLoss",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "apply_run_options", "WaveGlow", "WaveGlowLoss",
     "MelAudioDataset", "Denoiser", "remove_weightnorm",
 ]
 
@@ -52,6 +52,11 @@ use_cuda_graphs = None
 def use_torch_compile(model: WaveGlow, enabled: bool = True) -> None:
     """--torch-compile (train.py, inference.py): every WN gate as one fused kernel (WaveGlow.compile_gates)."""
     model.compile_gates(enabled)
+
+
+def apply_run_options(model: WaveGlow, args: argparse.Namespace) -> None:
+    """WaveGlow's own run flags (waveglow.arguments.add_run_args): --wn-time-major."""
+    model.use_time_major(getattr(args, "wn_time_major", False))
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:

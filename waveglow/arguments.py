@@ -23,7 +23,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--wn-kernel-size", default=3, type=int, help="WN kernel size")
     group.add_argument("--wn-channels", default=512, type=int, help="WN residual channels")
     group.add_argument("--wn-layers", default=8, type=int, help="WN layers per flow")
+    add_run_args(group)
     return group
+
+
+def add_run_args(parser) -> None:
+    """How WaveGlow computes in this run (train.py, inference.py); not part of its config or checkpoints."""
+    parser.add_argument("--wn-time-major", action="store_true",
+                        help="WN on time-major activations, its convolutions as GEMMs (experimental: not yet "
+                             "measured on a GPU; same parameters, same outputs up to rounding)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

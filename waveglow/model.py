@@ -124,10 +124,12 @@ class Invertible1x1Conv(nn.Module):
             return torch.matmul(self.inverse_weight(), z.float())
 
 
-def gated_activation(in_act: torch.Tensor, conditioning: torch.Tensor, n_channels: int) -> torch.Tensor:
-    """WaveNet's gate ``tanh(a[:, :C]) * sigmoid(a[:, C:])`` of ``a = in_act + conditioning``."""
+def gated_activation(in_act: torch.Tensor, conditioning: torch.Tensor, n_channels: int,
+                     dim: int = 1) -> torch.Tensor:
+    """WaveNet's gate ``tanh(a[:, :C]) * sigmoid(a[:, C:])`` of ``a = in_act + conditioning``
+    (channels along ``dim``: 1 for ``[B, 2C, T]``, -1 for time-major ``[B, T, 2C]``)."""
     acts = in_act + conditioning
-    return torch.tanh(acts[:, :n_channels]) * torch.sigmoid(acts[:, n_channels:])
+    return torch.tanh(acts.narrow(dim, 0, n_channels)) * torch.sigmoid(acts.narrow(dim, n_channels, n_channels))
 
 
 _compiled_gate = None
@@ -158,6 +160,7 @@ class WN(nn.Module):
         self.n_layers = n_layers
         self.n_channels = n_channels
         self.compile_gate = False  # WaveGlow.compile_gates()
+        self.time_major = False  # WaveGlow.use_time_major()
         # Registration order fixes the state-dict order: in, res_skip, cond, start, end.
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
@@ -176,12 +179,11 @@ class WN(nn.Module):
             res_skip_channels = 2 * n_channels if i < n_layers - 1 else n_channels
             self.res_skip_layers.append(WeightNormConv1d(n_channels, res_skip_channels, 1))
 
-    def _all_conditioning(self, cond: torch.Tensor) -> torch.Tensor:
-        """Every layer's ``cond_layer(cond) + in_layer bias`` from one convolution ``[B, L*2C, T]``.
-
-        One wide GEMM instead of n_layers narrow ones; few kernel launches (the norm is per output
-        channel, so normalising the concatenation equals concatenating the normalised weights).
-        """
+    def _all_conditioning_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's ``cond_layer`` as one convolution ``[L*2C, n_cond, 1]``, and its bias plus the
+        ``in_layer`` biases: one wide GEMM instead of n_layers narrow ones, few kernel launches (the
+        norm is per output channel, so normalising the concatenation equals concatenating the
+        normalised weights)."""
         layers = self.cond_layers
         if any(layer.folded for layer in layers):
             weight = torch.cat([layer.effective_weight() for layer in layers])
@@ -190,9 +192,15 @@ class WN(nn.Module):
                                         torch.cat([layer.weight_g for layer in layers]), 0)
         bias = (torch.cat([layer.bias for layer in self.cond_layers])
                 + torch.cat([layer.bias for layer in self.in_layers]))
-        return F.conv1d(cond, weight, bias)
+        return weight, bias
+
+    def _all_conditioning(self, cond: torch.Tensor) -> torch.Tensor:
+        """Every layer's ``cond_layer(cond) + in_layer bias`` ``[B, L*2C, T]``."""
+        return F.conv1d(cond, *self._all_conditioning_weights())
 
     def forward(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.time_major:
+            return self._forward_time_major(audio, cond)
         n_channels = self.n_channels
         x = self.start(audio)
         conditioning = self._all_conditioning(cond).split(2 * n_channels, dim=1)
@@ -208,6 +216,57 @@ class WN(nn.Module):
                 res_skip = res_skip[:, n_channels:]
             skip = res_skip if skip is None else skip + res_skip
         return self.end(skip)
+
+    def _forward_time_major(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with time-major activations ``[B, T, C]``: every convolution a GEMM over
+        the channels (the kernel-3 ones over three shifted copies of the input side by side), the
+        same parameters and the same numbers up to summation order. ``cond`` is fastest stored as
+        ``[B, T, n_cond]`` (WaveGlow passes it that way, transposed); the result is a transposed
+        view ``[B, 2 n_in, T]`` of a time-major tensor."""
+        n_channels = self.n_channels
+        x = F.linear(audio.transpose(1, 2), _pointwise(self.start.effective_weight()), self.start.bias)
+        conditioning = self._all_conditioning_time_major(cond.transpose(1, 2))
+        gate = compiled_gated_activation() if self.compile_gate else gated_activation
+        skip = None
+        for i in range(self.n_layers):
+            in_layer = self.in_layers[i]
+            taps = _shifted_taps(x, in_layer.kernel_size[0], in_layer.dilation[0])
+            in_act = taps @ _tap_major(in_layer.effective_weight())
+            layer_conditioning = conditioning.narrow(2, 2 * n_channels * i, 2 * n_channels)
+            acts = gate(in_act, layer_conditioning, n_channels, -1)
+            res_skip_layer = self.res_skip_layers[i]
+            res_skip = F.linear(acts, _pointwise(res_skip_layer.effective_weight()), res_skip_layer.bias)
+            if i < self.n_layers - 1:
+                x = x + res_skip[..., :n_channels]
+                res_skip = res_skip[..., n_channels:]
+            skip = res_skip if skip is None else skip + res_skip
+        return F.linear(skip, _pointwise(self.end.weight), self.end.bias).transpose(1, 2)
+
+    def _all_conditioning_time_major(self, cond: torch.Tensor) -> torch.Tensor:
+        """:meth:`_all_conditioning` for ``cond [B, T, n_cond]`` -> ``[B, T, L*2C]``."""
+        weight, bias = self._all_conditioning_weights()
+        return F.linear(cond, _pointwise(weight), bias)
+
+
+def _pointwise(weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution's weight ``[O, C, 1]`` as a linear layer's ``[O, C]``."""
+    return weight.squeeze(-1)
+
+
+def _tap_major(weight: torch.Tensor) -> torch.Tensor:
+    """A convolution weight ``[O, C, K]`` as ``[K*C, O]``, tap k's rows at ``k*C .. (k+1)*C``."""
+    out_channels, in_channels, kernel_size = weight.shape
+    return weight.permute(2, 1, 0).reshape(kernel_size * in_channels, out_channels)
+
+
+def _shifted_taps(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """``x [B, T, C]`` -> ``[B, T, K*C]``: tap k holds x shifted by ``(k - K//2) * dilation`` steps
+    (zeros past the ends), so ``_shifted_taps(x) @ _tap_major(w)`` is the 'same'-padded dilated
+    convolution of x by w."""
+    half = dilation * (kernel_size - 1) // 2
+    n_steps = x.size(1)
+    padded = F.pad(x, (0, 0, half, half))
+    return torch.cat([padded[:, k * dilation:k * dilation + n_steps] for k in range(kernel_size)], dim=2)
 
 
 class WaveGlow(nn.Module):
@@ -233,6 +292,7 @@ class WaveGlow(nn.Module):
             self.convinv.append(Invertible1x1Conv(n_remaining))
             self.WN.append(WN(n_remaining // 2, n_mel_channels * n_group, **WN_config))
         self.n_remaining_channels = n_remaining
+        self.time_major = False  # use_time_major()
 
     def _splits_before(self, k: int) -> bool:
         return k > 0 and k % self.n_early_every == 0
@@ -254,6 +314,8 @@ class WaveGlow(nn.Module):
         batch_size, n_mel, _ = upsampled.shape
         grouped = upsampled.unfold(2, self.n_group, self.n_group)  # [B, n_mel, T', group]
         # Channel index = mel_channel * n_group + position, as NVIDIA's weights expect.
+        if self.time_major:  # stored [B, T', channels]: what every time-major WN reads
+            return grouped.permute(0, 2, 1, 3).reshape(batch_size, -1, n_mel * self.n_group).transpose(1, 2)
         grouped = grouped.permute(0, 1, 3, 2).reshape(batch_size, n_mel * self.n_group, -1)
         return grouped.contiguous()
 
@@ -320,6 +382,15 @@ class WaveGlow(nn.Module):
             n_steps = mel.size(2) * UPSAMPLE_STRIDE // self.n_group
             z = sigma * torch.randn(mel.size(0), self.n_group, n_steps, device=mel.device)
         return self.reverse(mel, z)
+
+    def use_time_major(self, enabled: bool = True) -> "WaveGlow":
+        """Run the WN blocks on time-major activations ``[B, T, C]``, their convolutions as GEMMs
+        (experimental, for GPUs whose convolution kernels want channels last; scripts/wn_conv_layouts.py
+        measures it). Same parameters and checkpoints; same outputs up to summation order."""
+        self.time_major = enabled
+        for coupling in self.WN:
+            coupling.time_major = enabled
+        return self
 
     def compile_gates(self, enabled: bool = True) -> "WaveGlow":
         """Run every WN block's gate through :func:`compiled_gated_activation` (torch.compile; needs
