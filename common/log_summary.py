@@ -297,35 +297,43 @@ def distinct_steps(run: Run) -> set[tuple[int, int]]:
     return {(epoch, i) for epoch, i, _ in run.iterations}
 
 
-def first_focused_epoch(run: Run, threshold: float = 0.5) -> tuple[int, int] | None:
-    """(epoch, optimizer steps done by its end) of the first validation whose val_focus exceeds
-    `threshold`: when Tacotron 2's attention became diagonal. None if it never did."""
+def first_epoch_above(run: Run, key: str = "val_focus", threshold: float = 0.5) -> tuple[int, int] | None:
+    """(epoch, optimizer steps done by its end) of the first validation whose `key` (val_focus,
+    val_walk) exceeds `threshold`: when Tacotron 2's attention became diagonal. None if it never did."""
     steps_by_epoch: dict[int, int] = {}
     for epoch, _ in distinct_steps(run):
         steps_by_epoch[epoch] = steps_by_epoch.get(epoch, 0) + 1
     for epoch in sorted(run.epochs):
-        if run.epochs[epoch].get("val_focus", 0.0) > threshold:
+        if run.epochs[epoch].get(key, 0.0) > threshold:
             return epoch, sum(n for e, n in steps_by_epoch.items() if e <= epoch)
     return None
 
 
 def alignment_table(runs: Sequence[Run], threshold: float = 0.5) -> str:
-    """Per Tacotron 2 run: when val_focus first exceeded `threshold`, and the last validation."""
+    """Per Tacotron 2 run: when val_focus and val_walk first exceeded `threshold`, and the last
+    validation (logs from before val_walk existed show "-" there)."""
     rows = []
     for run in runs:
-        focused = [run.epochs[e] for e in sorted(run.epochs) if "val_focus" in run.epochs[e]]
-        if not focused:
+        validations = [run.epochs[e] for e in sorted(run.epochs) if "val_focus" in run.epochs[e]]
+        if not validations:
             continue
-        first = first_focused_epoch(run, threshold)
-        guided = run.params.get("guided_attn_weight", 0.0)
-        when = (f"not within {len(distinct_steps(run))} steps" if first is None
-                else f"epoch {first[0]}, step {first[1]}")
-        rows.append([run.source, str(guided), when, f"{focused[-1]['val_focus']:.3f}",
-                     fmt_loss(focused[-1].get("val_loss"))])
+        row = [run.source, str(run.params.get("guided_attn_weight", 0.0))]
+        for key in ("val_focus", "val_walk"):
+            first = first_epoch_above(run, key, threshold)
+            if not any(key in v for v in validations):
+                row.append("-")
+            else:
+                row.append(f"not within {len(distinct_steps(run))} steps" if first is None
+                           else f"epoch {first[0]}, step {first[1]}")
+        last = validations[-1]
+        row += [f"{last['val_focus']:.3f}", f"{last['val_walk']:.3f}" if "val_walk" in last else "-",
+                fmt_loss(last.get("val_loss"))]
+        rows.append(row)
     if not rows:
         return ""
-    return markdown_table(["log", "guided attn weight", f"first val_focus > {threshold}", "last val_focus",
-                           "last val_loss"], rows, [False, True, False, True, True])
+    return markdown_table(["log", "guided attn weight", f"first val_focus > {threshold}",
+                           f"first val_walk > {threshold}", "last val_focus", "last val_walk", "last val_loss"],
+                          rows, [False, True, False, False, True, True, True])
 
 
 def summarize(runs: Sequence[Run], epochs: Sequence[int] | None = None) -> str:
@@ -341,7 +349,7 @@ def summarize(runs: Sequence[Run], epochs: Sequence[int] | None = None) -> str:
                   f"after the first)", throughput_table_text(table)]
     alignment = alignment_table(runs)
     if alignment:
-        parts += ["## Attention (Tacotron 2 validation focus)", alignment]
+        parts += ["## Attention (Tacotron 2 validation focus and walk)", alignment]
     return "\n\n".join(parts) + "\n"
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does Tacotron 2 learn to align, and how much sooner with guided attention? Trains twice for a fixed
 # time (guided attention off and on), mixed precision, validating every epoch, then prints when
-# val_focus (mean of each decoder step's largest attention weight) first passed 0.5, and the losses.
+# val_focus (mean of each decoder step's largest attention weight) and val_walk (does the attention's
+# peak walk the text token by token) first passed 0.5, and the losses.
 # The two runs share the GPU side by side by default: at batch 32 each is host-bound (one CPU core
 # launching kernels), so together they take half the wall time of one after the other.
 #

@@ -1,6 +1,6 @@
 """Alignment health: is the attention sharp, and does it walk to the end of the text?
 
-Two numbers per validation, each returned as a ``(sum, count)`` pair so they can be summed over
+Three numbers per validation, each returned as a ``(sum, count)`` pair so they can be summed over
 batches and ranks before dividing:
 
 - ``focus``: the mean, over real (unpadded) decoder steps of all utterances, of the largest
@@ -11,6 +11,12 @@ batches and ranks before dividing:
   usually ends in a punctuation mark that a good alignment may pass through in a step or two
   while the final letter keeps the argmax. Read it together with ``focus``: while attention is
   still diffuse (a fresh model) the argmax is noise and touches the end by chance.
+- ``walk``: per utterance, (the fraction of real decoder steps whose attention argmax stays or moves
+  forward by at most ``MAX_ADVANCE`` tokens) x (the fraction of real tokens the argmax visits),
+  averaged over utterances. It is ~1 only for attention that walks the text token by token: noise
+  jumps about (few forward steps), attention stuck on a few tokens visits few of them. Unlike
+  ``focus`` it does not care how sharp the peak is: a diagonal a few tokens wide, which the decoder
+  can already use, scores high, while its focus can be as low as that of a collapsed alignment.
 
 Padded tokens are excluded before the max/argmax, so the numbers do not depend on batch padding.
 """
@@ -23,6 +29,7 @@ from torch import Tensor
 from tacotron2.model import lengths_to_mask
 
 END_TOKENS = 2
+MAX_ADVANCE = 3  # tokens per decoder step: ~5 frames a token, with spaces and punctuation passed quickly
 
 
 def _masked(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,8 +60,25 @@ def reached_end(alignments: Tensor, input_lengths: Tensor, output_lengths: Tenso
                                                 device=reached.device)
 
 
+def walk(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor,
+         max_advance: int = MAX_ADVANCE) -> tuple[Tensor, Tensor]:
+    """``(sum over utterances of forward-step fraction x visited-token fraction, utterances)``, float64."""
+    weights, step_mask = _masked(alignments, input_lengths, output_lengths)
+    batch, _, n_tokens = alignments.shape
+    path = weights.argmax(dim=2)  # [B, T]
+    moves = path[:, 1:] - path[:, :-1]
+    pairs = step_mask[:, 1:]  # both steps real: the real steps are a prefix
+    forward = ((moves >= 0) & (moves <= max_advance) & pairs).double().sum(1) / pairs.double().sum(1).clamp(min=1)
+    # padded steps all point at one extra column, which is dropped before counting
+    path = path.masked_fill(~step_mask, n_tokens)
+    visited = torch.zeros(batch, n_tokens + 1, dtype=torch.float64, device=path.device).scatter_(1, path, 1.0)
+    coverage = visited[:, :n_tokens].sum(1) / input_lengths.to(path.device).double().clamp(min=1)
+    return (forward * coverage).sum(), torch.tensor(float(batch), dtype=torch.float64, device=path.device)
+
+
 def alignment_stats(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor
                     ) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{'focus': (sum, count), 'reached_end': (sum, count)}`` for one batch ``[B, T, N]``."""
+    """``{'focus', 'reached_end', 'walk'}: (sum, count)`` for one batch ``[B, T, N]``."""
     return {"focus": focus(alignments, input_lengths, output_lengths),
-            "reached_end": reached_end(alignments, input_lengths, output_lengths)}
+            "reached_end": reached_end(alignments, input_lengths, output_lengths),
+            "walk": walk(alignments, input_lengths, output_lengths)}

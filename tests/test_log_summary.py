@@ -144,7 +144,7 @@ def test_main_prints_tables_and_plots(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def write_alignment_run(path, focus_per_epoch, steps_per_epoch, guided_weight):
+def write_alignment_run(path, focus_per_epoch, steps_per_epoch, guided_weight, walk_per_epoch=None):
     with Logger(str(path), stdout=False) as logger:
         logger.parameters({"model_name": "Tacotron2_PyT", "guided_attn_weight": guided_weight, "world_size": 1,
                            "batch_size": 32})
@@ -152,20 +152,25 @@ def write_alignment_run(path, focus_per_epoch, steps_per_epoch, guided_weight):
             for i in range(steps_per_epoch):
                 logger.log((epoch, i), {"train_iter_loss": 1.0, "train_iter_items/sec": 10.0})
             logger.log((epoch,), {"train_epoch_avg_loss": 1.0, "train_epoch_items/sec": 10.0})
-            logger.log((epoch,), {"val_loss": 2.0 - epoch / 10, "val_focus": focus, "val_reached_end": 0.5})
+            walk = {} if walk_per_epoch is None else {"val_walk": walk_per_epoch[epoch]}
+            logger.log((epoch,), {"val_loss": 2.0 - epoch / 10, "val_focus": focus, "val_reached_end": 0.5, **walk})
     return str(path)
 
 
 def test_attention_table_tells_when_focus_passed_the_threshold(tmp_path):
     write_alignment_run(tmp_path / "plain.json", [0.03, 0.1], 39, 0.0)  # then resumed from epoch 0:
     plain = ls.read_run(write_alignment_run(tmp_path / "plain.json", [0.03, 0.1, 0.2], 39, 0.0))  # appended
-    guided = ls.read_run(write_alignment_run(tmp_path / "guided.json", [0.05, 0.4, 0.62, 0.7], 39, 1.0))
-    assert ls.first_focused_epoch(plain) is None
-    assert ls.first_focused_epoch(guided) == (2, 3 * 39)
+    guided = ls.read_run(write_alignment_run(tmp_path / "guided.json", [0.05, 0.4, 0.62, 0.7], 39, 1.0,
+                                             walk_per_epoch=[0.04, 0.55, 0.8, 0.9]))
+    assert ls.first_epoch_above(plain) is None
+    assert ls.first_epoch_above(guided) == (2, 3 * 39)
+    assert ls.first_epoch_above(guided, "val_walk") == (1, 2 * 39)
     table = ls.alignment_table([plain, guided])
     plain_row, guided_row = [line for line in table.splitlines() if ".json" in line]
     assert "not within 117 steps" in plain_row and "0.200" in plain_row
+    assert plain_row.count("| - |") == 2  # a log from before val_walk: no walk columns
     assert "epoch 2, step 117" in guided_row and "0.700" in guided_row and "1.7" in guided_row
+    assert "epoch 1, step 78" in guided_row and "0.900" in guided_row
     assert "## Attention" in ls.summarize([plain, guided])
 
 

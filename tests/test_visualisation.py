@@ -11,7 +11,7 @@ from matplotlib import image as mpl_image
 
 import train
 from common import plotting
-from tacotron2.alignment import alignment_stats, focus, reached_end
+from tacotron2.alignment import alignment_stats, focus, reached_end, walk
 from training_helpers import (read_log, tacotron2_args, tiny_filelist, values, waveglow_args,
                               write_noise_clips)
 
@@ -113,6 +113,40 @@ def test_focus_pools_real_steps_over_the_batch_like_an_independent_loop():
     assert float(total) == pytest.approx(sum(peaks), rel=1e-6)
 
 
+def test_walk_tells_a_diagonal_from_stuck_attention_and_from_noise():
+    n_frames, n_tokens = 60, 12
+    generator = torch.Generator().manual_seed(0)
+    frames, tokens = torch.arange(n_frames).float().unsqueeze(1), torch.arange(n_tokens).float()
+    centre = frames * (n_tokens - 1) / (n_frames - 1)
+    blurred = torch.softmax(-((tokens - centre) ** 2) / 4.0, dim=1)  # a diagonal ~3 tokens wide
+    stuck = torch.zeros(n_frames, n_tokens)
+    stuck[:, -2:] = 0.5
+    stuck[:, -1] += 0.01  # collapsed on the last tokens from the first step
+    noise = torch.softmax(3 * torch.randn(n_frames, n_tokens, generator=generator), dim=1)
+    scores = {name: ratio(walk(alignment.unsqueeze(0), lengths(n_tokens), lengths(n_frames)))
+              for name, alignment in [("hard", diagonal(n_frames, n_tokens)), ("blurred", blurred),
+                                      ("stuck", stuck), ("noise", noise)]}
+    assert scores["hard"] == pytest.approx(1.0) and scores["blurred"] > 0.9
+    assert scores["stuck"] == pytest.approx(1 / n_tokens) and scores["noise"] < 0.4
+    # focus cannot tell the blurred diagonal from stuck attention; walk can
+    assert ratio(focus(blurred.unsqueeze(0), lengths(n_tokens), lengths(n_frames))) < 0.6
+    # a jump of more than MAX_ADVANCE tokens is not a forward step
+    skipping = torch.zeros(4, 20)
+    skipping[torch.arange(4), torch.tensor([0, 3, 8, 9])] = 1.0
+    assert ratio(walk(skipping.unsqueeze(0), lengths(20), lengths(4))) == pytest.approx((2 / 3) * (4 / 20))
+
+
+def test_walk_ignores_padding_and_averages_utterances():
+    padded = torch.zeros(2, 32, 10)
+    padded[0, :20, :6] = diagonal(20, 6)  # a perfect walk over its 6 real tokens and 20 real frames
+    padded[0, 20:, 9] = 1.0  # padded frames on a padded token
+    padded[1, :8, :10] = diagonal(8, 10)  # 8 frames visit 8 of 10 tokens, every move forward by 1-2
+    padded[1, 8:, 0] = 1.0  # padded frames jumping back
+    total, count = walk(padded, lengths(6, 10), lengths(20, 8))
+    assert float(count) == 2 and float(total) == pytest.approx(1.0 + 0.8)
+    assert set(alignment_stats(padded, lengths(6, 10), lengths(20, 8))) == {"focus", "reached_end", "walk"}
+
+
 # -- what a training run writes -------------------------------------------------------------------
 
 def with_tensorboard(args: list[str]) -> list[str]:
@@ -137,8 +171,10 @@ def test_tacotron2_validation_writes_figures_audio_and_tensorboard_events(tmp_pa
 
     log = read_log(out / "nvlog.json")
     focus_values, end_values = values(log, "val_focus"), values(log, "val_reached_end")
+    walk_values = values(log, "val_walk")
     assert [step for step, _ in focus_values] == [step for step, _ in end_values] == [(0,)]
-    assert 0.0 < focus_values[0][1] <= 1.0 and 0.0 <= end_values[0][1] <= 1.0
+    assert [step for step, _ in walk_values] == [(0,)]
+    assert 0.0 < focus_values[0][1] <= 1.0 and 0.0 <= end_values[0][1] <= 1.0 and 0.0 < walk_values[0][1] <= 1.0
 
     (events,) = event_files(out)
     accumulator = EventAccumulator(str(events.parent), size_guidance={"images": 0, "audio": 0, "scalars": 0})
@@ -147,7 +183,7 @@ def test_tacotron2_validation_writes_figures_audio_and_tensorboard_events(tmp_pa
     assert {"validation/alignment", "validation/mel", "validation/gate"} <= set(tags["images"])
     assert "validation/sample" in tags["audio"]
     assert {"train/loss", "train/items_per_sec", "train/grad_norm", "train/learning_rate",
-            "train/loss_scale", "val/loss", "val/focus", "val/reached_end"} <= set(tags["scalars"])
+            "train/loss_scale", "val/loss", "val/focus", "val/reached_end", "val/walk"} <= set(tags["scalars"])
     assert accumulator.Scalars("val/focus")[0].value == pytest.approx(focus_values[0][1], rel=1e-6)
 
 
