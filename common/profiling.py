@@ -26,13 +26,31 @@ def _device_activity(device: torch.device):
     return {"cuda": torch.profiler.ProfilerActivity.CUDA}.get(device.type)
 
 
+def device_kernels(events) -> list:
+    """The GPU work among profiler events: kernels, copies, memsets, not the spans the profiler
+    mirrors onto the GPU timeline for record_function ranges (optimizer steps, DDP)."""
+    return [e for e in events if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+
+
+def busy_seconds(kernels) -> float:
+    """Time the GPU ran anything: the union of the kernels' intervals (streams may overlap)."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted((e.time_range.start, e.time_range.end) for e in kernels):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total / 1e6  # us -> s
+
+
 class StepProfiler:
-    """Records training steps ``skip`` .. ``skip + steps - 1`` of the run (counted from its start).
+    """Records ``steps`` training steps after the first ``skip`` of the run (counted from its start).
 
     Call :meth:`begin_step` when a step's batch has arrived and :meth:`end_step` when the step is
     over (after its device sync); :meth:`epoch_end` before validation and :meth:`close` at the end
-    of the run report a window cut short, so validation is never in it. The profiler adds host time
-    to every operation: read throughput from an unprofiled run, and shares and counts from this."""
+    of the run, so validation is never in the window: a window that has recorded steps closes there
+    and reports them; one that has not starts again in the next epoch. The step before the window
+    runs under the profiler unrecorded (its warm-up, so start-up costs stay out of the numbers). The profiler adds host time to every
+    operation: read throughput from an unprofiled run, and shares and counts from this."""
 
     def __init__(self, output_dir: str, rank: int, device: torch.device, steps: int, skip: int,
                  row_limit: int = 25, on_summary=None):
@@ -42,69 +60,87 @@ class StepProfiler:
         self.rank, self.device, self.steps, self.skip, self.row_limit = rank, device, steps, skip, row_limit
         self.on_summary = on_summary
         self.summary: dict[str, float] = {}
-        self.done = False
+        self.phase = "waiting"  # -> warmup -> recording -> done
         self.profiler = None
+        self.end_reason = ""
         self._steps_seen = 0
+        self._first_recorded = 0
         self._step_begin = 0.0
         self._step_walls: list[float] = []
 
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
     def begin_step(self) -> None:
-        if self.done:
-            return
-        if self.profiler is None and self._steps_seen == self.skip:
+        if self.phase == "waiting" and self._steps_seen >= self.skip - 1:
+            warmup = 1 if self.skip else 0
             activities = [torch.profiler.ProfilerActivity.CPU]
             if _device_activity(self.device) is not None:
                 activities.append(_device_activity(self.device))
-            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler = torch.profiler.profile(
+                activities=activities, on_trace_ready=self._report,
+                schedule=torch.profiler.schedule(wait=0, warmup=warmup, active=self.steps, repeat=1))
             self.profiler.start()
+            self.phase = "warmup" if warmup else "recording"
+            self._first_recorded = self._steps_seen + warmup
         self._step_begin = time.perf_counter()
 
     def end_step(self) -> None:
-        if self.done:
-            return
         self._steps_seen += 1
-        if self.profiler is not None:
+        if self.phase == "warmup":
+            self.profiler.step()
+            self.phase = "recording"
+        elif self.phase == "recording":
             self._step_walls.append(time.perf_counter() - self._step_begin)
+            self.end_reason = ""
+            self.profiler.step()  # after the window's last step this writes the report (on_trace_ready)
             if len(self._step_walls) == self.steps:
-                self._finish()
+                self._release()
 
     def epoch_end(self) -> None:
-        """Before validation: a window already recording ends here, so no validation time is counted."""
-        if self.profiler is not None and not self.done:
-            self._finish()
+        """Before validation: a recording window reports here; a warm-up starts again next epoch."""
+        self._stop("an epoch's end")
 
     def close(self) -> None:
-        """The run's end: report a window that was still open; nothing if none had begun."""
-        self.epoch_end()
-        self.done = True
+        """The run's end (or a stop signal): report a window that was still recording."""
+        self._stop("the run's end")
+        self.phase = "done"
 
-    def _finish(self) -> None:
-        self.done = True
-        self.profiler.stop()
-        if not self._step_walls:  # stopped inside its first step: nothing whole to report
-            return
-        os.makedirs(self.folder, exist_ok=True)
-        torch.profiler.tensorboard_trace_handler(self.folder, worker_name=f"rank{self.rank}",
-                                                 use_gzip=True)(self.profiler)
-        self._report(self.profiler)
+    def _stop(self, reason: str) -> None:
+        if self.phase == "recording" and self._step_walls:
+            self.end_reason = reason
+            self.profiler.stop()  # reports what was recorded (on_trace_ready)
+            self._release()
+        elif self.phase in ("warmup", "recording"):  # nothing recorded yet: start again next epoch
+            self.profiler.on_trace_ready = None
+            self.profiler.stop()
+            self.profiler, self.phase = None, "waiting"
+
+    def _release(self) -> None:
+        # the profiler holds every recorded event (a Tacotron 2 step is tens of thousands): let go
+        self.profiler, self.phase = None, "done"
 
     def _report(self, profiler) -> None:
         steps = len(self._step_walls)
+        os.makedirs(self.folder, exist_ok=True)
+        torch.profiler.tensorboard_trace_handler(self.folder, worker_name=f"rank{self.rank}", use_gzip=True)(profiler)
         wall = sum(self._step_walls) / steps
         summary = {"profiled_steps": float(steps), "profile_step_time": wall}
+        first = self._first_recorded
         cut_short = "" if steps == self.steps else (
-            f": {steps} of the {self.steps} asked, the window reached an epoch's end")
-        lines = [f"profiled training steps {self.skip}-{self.skip + steps - 1} (rank {self.rank}, "
+            f": {steps} of the {self.steps} asked, the window reached {self.end_reason}")
+        lines = [f"profiled training steps {first}-{first + steps - 1} (rank {self.rank}, "
                  f"{self.device.type}){cut_short}",
                  f"wall time per step: {wall * 1e3:.2f} ms (batch on the host to the step's end, "
                  "under the profiler)"]
         if self.device.type == "cuda":
-            kernels = [e for e in profiler.events() if e.device_type == DeviceType.CUDA]
-            device_time = sum(e.time_range.elapsed_us() for e in kernels) / 1e6 / steps  # s per step
+            kernels = device_kernels(profiler.events())
+            device_time = busy_seconds(kernels) / steps
             busy = device_time / max(wall, 1e-12)
             summary.update(profile_device_time=device_time, profile_device_busy=busy,
                            profile_kernels_per_step=len(kernels) / steps)
-            lines += [f"device time per step (kernels, copies, memsets): {device_time * 1e3:.2f} ms",
+            lines += [f"device busy per step (kernels, copies, memsets; overlaps once): {device_time * 1e3:.2f} ms",
                       f"device busy: {100 * busy:.1f} % of the wall time (low: the host sets the pace)",
                       f"kernels per step: {len(kernels) / steps:.0f}"]
             sort_by = "self_device_time_total"

@@ -62,18 +62,23 @@ def reached_end(alignments: Tensor, input_lengths: Tensor, output_lengths: Tenso
 
 def walk(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor,
          max_advance: int = MAX_ADVANCE) -> tuple[Tensor, Tensor]:
-    """``(sum over utterances of forward-step fraction x visited-token fraction, utterances)``, float64."""
+    """``(sum over utterances of forward-step fraction x visited-token fraction, utterances)``, float64;
+    utterances without a real decoder step or input token are left out."""
     weights, step_mask = _masked(alignments, input_lengths, output_lengths)
     batch, _, n_tokens = alignments.shape
     path = weights.argmax(dim=2)  # [B, T]
     moves = path[:, 1:] - path[:, :-1]
     pairs = step_mask[:, 1:]  # both steps real: the real steps are a prefix
-    forward = ((moves >= 0) & (moves <= max_advance) & pairs).double().sum(1) / pairs.double().sum(1).clamp(min=1)
+    n_pairs = pairs.double().sum(1)
+    forward = ((moves >= 0) & (moves <= max_advance) & pairs).double().sum(1) / n_pairs.clamp(min=1)
+    forward = torch.where(n_pairs > 0, forward, 1.0)  # a single step cannot go wrong
     # padded steps all point at one extra column, which is dropped before counting
     path = path.masked_fill(~step_mask, n_tokens)
     visited = torch.zeros(batch, n_tokens + 1, dtype=torch.float64, device=path.device).scatter_(1, path, 1.0)
-    coverage = visited[:, :n_tokens].sum(1) / input_lengths.to(path.device).double().clamp(min=1)
-    return (forward * coverage).sum(), torch.tensor(float(batch), dtype=torch.float64, device=path.device)
+    real_tokens = input_lengths.to(path.device).double()
+    coverage = visited[:, :n_tokens].sum(1) / real_tokens.clamp(min=1)
+    counted = step_mask.any(dim=1) & (real_tokens > 0)  # as focus: no real step or token, no say
+    return (forward * coverage)[counted].sum(), counted.double().sum()
 
 
 def alignment_stats(alignments: Tensor, input_lengths: Tensor, output_lengths: Tensor

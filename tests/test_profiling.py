@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
 import torch
 
 import train
@@ -23,20 +24,37 @@ def test_records_the_steps_after_skip_and_reports_once(tmp_path):
     reports = []
     profiler = StepProfiler(str(tmp_path), 0, torch.device("cpu"), steps=2, skip=3,
                             on_summary=lambda summary, lines: reports.append((summary, lines)))
-    run_steps(profiler, 3)
-    assert profiler.profiler is None and not (tmp_path / "profile").exists()  # nothing recorded yet
-    run_steps(profiler, 4)
+    run_steps(profiler, 2)
+    assert profiler.profiler is None and not (tmp_path / "profile").exists()  # steps 0, 1: untouched
+    run_steps(profiler, 5)  # step 2 is the profiler's warm-up, 3 and 4 are recorded, then it lets go
+    assert profiler.done and profiler.profiler is None
     profiler.close()
     assert len(reports) == 1
     summary, lines = reports[0]
     assert summary["profiled_steps"] == 2 and summary["profile_step_time"] > 0
-    assert lines[0].startswith("profiled training steps 3-4")
+    assert lines[0] == "profiled training steps 3-4 (rank 0, cpu)"
     text = (tmp_path / "profile" / "summary_rank0.txt").read_text()
     assert "aten::mm" in text and "(the 2 steps together)" in text
     traces = list((tmp_path / "profile").glob("*.pt.trace.json.gz"))
     assert len(traces) == 1
     events = json.loads(gzip.decompress(traces[0].read_bytes()))["traceEvents"]
-    assert sum(event.get("name") == "aten::mm" for event in events) >= 2  # one matmul a recorded step
+    assert sum(event.get("name") == "aten::mm" for event in events) == 2  # one matmul a recorded step
+
+
+def test_an_epoch_end_restarts_a_window_that_has_not_recorded_and_cuts_one_that_has(tmp_path):
+    reports = []
+    profiler = StepProfiler(str(tmp_path), 0, torch.device("cpu"), steps=3, skip=2,
+                            on_summary=lambda summary, lines: reports.append(lines[0]))
+    run_steps(profiler, 2)  # step 1 warmed the profiler up, step 2 would have been recorded
+    profiler.epoch_end()
+    assert profiler.profiler is None and not profiler.done and not reports
+    run_steps(profiler, 3)  # step 2: warm-up again; 3 and 4 recorded
+    profiler.epoch_end()
+    assert reports == ["profiled training steps 3-4 (rank 0, cpu): 2 of the 3 asked, the window reached "
+                       "an epoch's end"]
+    run_steps(profiler, 5)
+    profiler.close()
+    assert len(reports) == 1
 
 
 def test_a_run_that_ends_before_the_window_writes_nothing(tmp_path):
@@ -71,22 +89,27 @@ def test_negative_profile_counts_are_refused(tmp_path, capsys):
 
 
 def test_gpu_summary_counts_kernel_time_against_the_wall(tmp_path):
-    """The CUDA branch's arithmetic on made-up kernel events (the CPU suite has no GPU to record)."""
+    """The CUDA branch's arithmetic on made-up events (the CPU suite has no GPU to record): overlapping
+    kernels count once, and the GPU-side spans of record_function ranges not at all."""
     from types import SimpleNamespace
 
     from torch.autograd import DeviceType
 
-    def event(device_type, microseconds):
-        return SimpleNamespace(device_type=device_type, time_range=SimpleNamespace(elapsed_us=lambda: microseconds))
+    def event(device_type, start, end, annotation=False):
+        return SimpleNamespace(device_type=device_type, is_user_annotation=annotation,
+                               time_range=SimpleNamespace(start=start, end=end))
 
+    kernels = [event(DeviceType.CUDA, 0, 1000), event(DeviceType.CUDA, 500, 1500),  # two streams
+               event(DeviceType.CUDA, 3000, 4000)]
     recorded = SimpleNamespace(
-        events=lambda: [event(DeviceType.CPU, 9000)] + [event(DeviceType.CUDA, 1000)] * 4,
-        key_averages=lambda: SimpleNamespace(table=lambda sort_by, row_limit: f"sorted by {sort_by}"))
+        events=lambda: [event(DeviceType.CPU, 0, 9000), event(DeviceType.CUDA, 0, 5000, annotation=True)] + kernels,
+        key_averages=lambda: SimpleNamespace(table=lambda sort_by, row_limit: f"sorted by {sort_by}"),
+        export_chrome_trace=lambda path, **_: open(path, "w").close())
     profiler = StepProfiler(str(tmp_path), 1, torch.device("cuda", 0), steps=2, skip=0)
-    profiler._step_walls = [0.004, 0.004]
-    (tmp_path / "profile").mkdir()
+    profiler._step_walls = [0.0025, 0.0025]
     profiler._report(recorded)
-    assert profiler.summary == {"profiled_steps": 2.0, "profile_step_time": 0.004, "profile_device_time": 0.002,
-                                "profile_device_busy": 0.5, "profile_kernels_per_step": 2.0}
+    assert profiler.summary == pytest.approx({"profiled_steps": 2.0, "profile_step_time": 0.0025,
+                                              "profile_device_time": 0.00125, "profile_device_busy": 0.5,
+                                              "profile_kernels_per_step": 1.5})
     text = (tmp_path / "profile" / "summary_rank1.txt").read_text()
     assert "device busy: 50.0 %" in text and "sorted by self_device_time_total" in text

@@ -144,6 +144,9 @@ def test_walk_ignores_padding_and_averages_utterances():
     padded[1, 8:, 0] = 1.0  # padded frames jumping back
     total, count = walk(padded, lengths(6, 10), lengths(20, 8))
     assert float(count) == 2 and float(total) == pytest.approx(1.0 + 0.8)
+    # one real step on one real token walks; no real step or no real token has no say
+    total, count = walk(torch.cat([padded, padded[:1]]), lengths(1, 10, 0), lengths(1, 0, 8))
+    assert (float(total), float(count)) == (1.0, 1.0)
     assert set(alignment_stats(padded, lengths(6, 10), lengths(20, 8))) == {"focus", "reached_end", "walk"}
 
 
