@@ -164,14 +164,17 @@ def test_guided_attention_makes_the_attention_diagonal_sooner(tmp_path):
                    "-lr", "1e-3", "--guided-attn-weight", weight, *MEDIUM_TACOTRON2]
         runs[weight] = (out, subprocess.Popen(command, cwd=REPO, env={**env_without_gpu(), "OMP_NUM_THREADS": "1"},
                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    focus = {}
+    focus, walk = {}, {}
     for weight, (out, process) in runs.items():
         output, _ = process.communicate(timeout=900)
         assert process.returncode == 0, output
         log = read_log(out / "nvlog.json")
         focus[weight] = [value for _, value in values(log, "val_focus")]
+        walk[weight] = [value for _, value in values(log, "val_walk")]
     guided_term = [value for _, value in values(read_log(runs["1.0"][0] / "nvlog.json"), "val_guided_attn_loss")]
     assert len(focus["0"]) == len(focus["1.0"]) == len(guided_term) == 25
-    # measured: focus 0.06 -> 0.31 with the term, 0.06 -> 0.10 without; the term 0.55 -> 0.13
+    # measured: focus 0.06 -> 0.31 with the term, 0.06 -> 0.10 without; the term 0.55 -> 0.13;
+    # walk 0.24 -> 0.56 with the term, 0.18 -> 0.26 without
     assert focus["1.0"][-1] > focus["0"][-1] + 0.1
+    assert walk["1.0"][-1] > walk["0"][-1] + 0.15
     assert guided_term[-1] < guided_term[0] / 2
