@@ -22,10 +22,6 @@ import torch
 from torch.autograd import DeviceType
 
 
-def _device_activity(device: torch.device):
-    return {"cuda": torch.profiler.ProfilerActivity.CUDA}.get(device.type)
-
-
 def device_kernels(events) -> list:
     """The GPU work among profiler events: kernels, copies, memsets, not the spans the profiler
     mirrors onto the GPU timeline for record_function ranges (optimizer steps, DDP)."""
@@ -49,8 +45,9 @@ class StepProfiler:
     over (after its device sync); :meth:`epoch_end` before validation and :meth:`close` at the end
     of the run, so validation is never in the window: a window that has recorded steps closes there
     and reports them; one that has not starts again in the next epoch. The step before the window
-    runs under the profiler unrecorded (its warm-up, so start-up costs stay out of the numbers). The profiler adds host time to every
-    operation: read throughput from an unprofiled run, and shares and counts from this."""
+    runs under the profiler unrecorded (its warm-up, so start-up costs stay out of the numbers).
+    The profiler adds host time to every operation: read throughput from an unprofiled run, and
+    shares and counts from this."""
 
     def __init__(self, output_dir: str, rank: int, device: torch.device, steps: int, skip: int,
                  row_limit: int = 25, on_summary=None):
@@ -76,8 +73,8 @@ class StepProfiler:
         if self.phase == "waiting" and self._steps_seen >= self.skip - 1:
             warmup = 1 if self.skip else 0
             activities = [torch.profiler.ProfilerActivity.CPU]
-            if _device_activity(self.device) is not None:
-                activities.append(_device_activity(self.device))
+            if self.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
             self.profiler = torch.profiler.profile(
                 activities=activities, on_trace_ready=self._report,
                 schedule=torch.profiler.schedule(wait=0, warmup=warmup, active=self.steps, repeat=1))
@@ -93,7 +90,6 @@ class StepProfiler:
             self.phase = "recording"
         elif self.phase == "recording":
             self._step_walls.append(time.perf_counter() - self._step_begin)
-            self.end_reason = ""
             self.profiler.step()  # after the window's last step this writes the report (on_trace_ready)
             if len(self._step_walls) == self.steps:
                 self._release()

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import inference  # noqa: E402
 import tacotron2  # noqa: E402
+from common.profiling import device_kernels  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -79,8 +80,7 @@ def kernels_per_step(dtype: torch.dtype | None, compiled: bool, n_steps: int, n_
     from torch.profiler import ProfilerActivity, profile
     profiler = count_one_chunk(torch.device("cuda"), dtype, False, compiled, n_steps, n_tokens,
                                lambda: profile(activities=[ProfilerActivity.CUDA]))
-    on_device = [event for event in profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA]
-    return len(on_device) / n_steps
+    return len(device_kernels(profiler.events())) / n_steps
 
 
 def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tokens: int,

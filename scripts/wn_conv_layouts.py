@@ -12,7 +12,8 @@ changing WN this measures those two convolutions forward and backward in three l
   have to transpose on the way in and out);
 - ``conv2d channels-last``: the same numbers as ``[B, C, 1, T]`` stored channels-last (NHWC);
 - ``GEMM [B, T, C]``: time-major activations; the dilated kernel-3 convolution as one GEMM over the
-  three shifted copies of the input side by side ``[B, T, 3C] @ [3C, 2C]``, the 1x1 as a plain GEMM.
+  three shifted copies of the input side by side ``[B, T, 3C] @ [3C, 2C]``, the 1x1 as a plain GEMM
+  (``waveglow.model.convolve``, what ``--wn-time-major`` runs).
 
 Each row is the mean over the layers' dilations (1, 2, ..., 2^(layers-1)) of ``--iters`` timed runs
 after warm-up, device-synchronised; TFLOP/s counts 2 x MACs (3x for forward + backward). The
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.timing import synchronize  # noqa: E402
+from waveglow.model import convolve  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -81,21 +83,12 @@ def conv2d_back(out):
 
 
 def gemm_prepare(x, weight):
-    """Activations [B, T, C]; weight [K*C, O] with tap k's rows at k*C .. (k+1)*C."""
-    out_channels, in_channels, kernel = weight.shape
-    return (x.transpose(1, 2).contiguous(),
-            weight.permute(2, 1, 0).reshape(kernel * in_channels, out_channels).contiguous())
+    """Activations [B, T, C]; the weight as WN keeps it (--wn-time-major reshapes it per call)."""
+    return x.transpose(1, 2).contiguous(), weight
 
 
 def gemm_run(x, weight, dilation):
-    kernel = weight.size(0) // x.size(2)
-    if kernel == 1:
-        return x @ weight
-    half = dilation * (kernel - 1) // 2
-    n_steps = x.size(1)
-    padded = F.pad(x, (0, 0, half, half))
-    taps = torch.cat([padded[:, k * dilation:k * dilation + n_steps] for k in range(kernel)], dim=2)
-    return taps @ weight
+    return convolve(x, weight, None, dilation, time_major=True)
 
 
 def gemm_back(out):

@@ -194,74 +194,57 @@ class WN(nn.Module):
                 + torch.cat([layer.bias for layer in self.in_layers]))
         return weight, bias
 
-    def _all_conditioning(self, cond: torch.Tensor) -> torch.Tensor:
-        """Every layer's ``cond_layer(cond) + in_layer bias`` ``[B, L*2C, T]``."""
-        return F.conv1d(cond, *self._all_conditioning_weights())
-
     def forward(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if self.time_major:
-            return self._forward_time_major(audio, cond)
-        n_channels = self.n_channels
-        x = self.start(audio)
-        conditioning = self._all_conditioning(cond).split(2 * n_channels, dim=1)
+        """With ``time_major`` (WaveGlow.use_time_major) the activations are ``[B, T, C]`` and every
+        convolution a GEMM over the channels (:func:`convolve`): the same parameters and the same
+        numbers up to summation order. ``cond`` is then fastest stored as ``[B, T, n_cond]`` (WaveGlow
+        passes it that way, transposed), and the result is a transposed view of a time-major tensor."""
+        n_channels, time_major = self.n_channels, self.time_major
+        channel_dim = -1 if time_major else 1
+        if time_major:
+            audio, cond = audio.transpose(1, 2), cond.transpose(1, 2)
+        x = convolve(audio, self.start.effective_weight(), self.start.bias, 1, time_major)
+        conditioning = convolve(cond, *self._all_conditioning_weights(), 1, time_major)
+        conditioning = conditioning.split(2 * n_channels, dim=channel_dim)
         gate = compiled_gated_activation() if self.compile_gate else gated_activation
         skip = None
         for i in range(self.n_layers):
-            in_layer = self.in_layers[i]
+            in_layer, res_skip_layer = self.in_layers[i], self.res_skip_layers[i]
             # in_layer's bias is already in `conditioning`.
-            acts = gate(in_layer._conv_forward(x, in_layer.effective_weight(), None), conditioning[i], n_channels)
-            res_skip = self.res_skip_layers[i](acts)
+            in_act = convolve(x, in_layer.effective_weight(), None, in_layer.dilation[0], time_major)
+            acts = gate(in_act, conditioning[i], n_channels, channel_dim)
+            res_skip = convolve(acts, res_skip_layer.effective_weight(), res_skip_layer.bias, 1, time_major)
             if i < self.n_layers - 1:
-                x = x + res_skip[:, :n_channels]
-                res_skip = res_skip[:, n_channels:]
+                x = x + res_skip.narrow(channel_dim, 0, n_channels)
+                res_skip = res_skip.narrow(channel_dim, n_channels, n_channels)
             skip = res_skip if skip is None else skip + res_skip
-        return self.end(skip)
-
-    def _forward_time_major(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` with time-major activations ``[B, T, C]``: every convolution a GEMM over
-        the channels (the kernel-3 ones over three shifted copies of the input side by side), the
-        same parameters and the same numbers up to summation order. ``cond`` is fastest stored as
-        ``[B, T, n_cond]`` (WaveGlow passes it that way, transposed); the result is a transposed
-        view ``[B, 2 n_in, T]`` of a time-major tensor."""
-        n_channels = self.n_channels
-        x = F.linear(audio.transpose(1, 2), _pointwise(self.start.effective_weight()), self.start.bias)
-        conditioning = self._all_conditioning_time_major(cond.transpose(1, 2))
-        gate = compiled_gated_activation() if self.compile_gate else gated_activation
-        skip = None
-        for i in range(self.n_layers):
-            in_layer = self.in_layers[i]
-            taps = _shifted_taps(x, in_layer.kernel_size[0], in_layer.dilation[0])
-            in_act = taps @ _tap_major(in_layer.effective_weight())
-            layer_conditioning = conditioning.narrow(2, 2 * n_channels * i, 2 * n_channels)
-            acts = gate(in_act, layer_conditioning, n_channels, -1)
-            res_skip_layer = self.res_skip_layers[i]
-            res_skip = F.linear(acts, _pointwise(res_skip_layer.effective_weight()), res_skip_layer.bias)
-            if i < self.n_layers - 1:
-                x = x + res_skip[..., :n_channels]
-                res_skip = res_skip[..., n_channels:]
-            skip = res_skip if skip is None else skip + res_skip
-        return F.linear(skip, _pointwise(self.end.weight), self.end.bias).transpose(1, 2)
-
-    def _all_conditioning_time_major(self, cond: torch.Tensor) -> torch.Tensor:
-        """:meth:`_all_conditioning` for ``cond [B, T, n_cond]`` -> ``[B, T, L*2C]``."""
-        weight, bias = self._all_conditioning_weights()
-        return F.linear(cond, _pointwise(weight), bias)
+        output = convolve(skip, self.end.weight, self.end.bias, 1, time_major)
+        return output.transpose(1, 2) if time_major else output
 
 
-def _pointwise(weight: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution's weight ``[O, C, 1]`` as a linear layer's ``[O, C]``."""
-    return weight.squeeze(-1)
+def convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int,
+             time_major: bool) -> torch.Tensor:
+    """'Same'-padded dilated convolution of ``x [B, C, T]`` by ``weight [O, C, K]``; with
+    ``time_major``, of ``x [B, T, C]`` as a GEMM -> ``[B, T, O]`` (a 1x1 is a linear layer, a wider
+    kernel a GEMM over the K shifted copies of x side by side)."""
+    kernel_size = weight.size(2)
+    if not time_major:
+        return F.conv1d(x, weight, bias, padding=dilation * (kernel_size - 1) // 2, dilation=dilation)
+    if kernel_size == 1:
+        return F.linear(x, weight.squeeze(-1), bias)
+    output = shifted_taps(x, kernel_size, dilation) @ tap_major(weight)
+    return output if bias is None else output + bias
 
 
-def _tap_major(weight: torch.Tensor) -> torch.Tensor:
+def tap_major(weight: torch.Tensor) -> torch.Tensor:
     """A convolution weight ``[O, C, K]`` as ``[K*C, O]``, tap k's rows at ``k*C .. (k+1)*C``."""
     out_channels, in_channels, kernel_size = weight.shape
     return weight.permute(2, 1, 0).reshape(kernel_size * in_channels, out_channels)
 
 
-def _shifted_taps(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+def shifted_taps(x: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
     """``x [B, T, C]`` -> ``[B, T, K*C]``: tap k holds x shifted by ``(k - K//2) * dilation`` steps
-    (zeros past the ends), so ``_shifted_taps(x) @ _tap_major(w)`` is the 'same'-padded dilated
+    (zeros past the ends), so ``shifted_taps(x) @ tap_major(w)`` is the 'same'-padded dilated
     convolution of x by w."""
     half = dilation * (kernel_size - 1) // 2
     n_steps = x.size(1)
