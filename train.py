@@ -30,6 +30,7 @@ from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
                               ignore_stop_signals, rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
+from common.timing import one_time_work_count
 
 MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
 MAX_NONFINITE_STEPS = 5
@@ -185,8 +186,12 @@ def autocast_context(args, device: torch.device):
 
 
 def make_loader(dataset, sampler, package, args, device) -> DataLoader:
+    # No pinning thread with --cuda-graphs: a graph capture in the main thread fails when another
+    # thread makes CUDA calls meanwhile, and entering a capture empties the pinned-memory cache the
+    # thread would then allocate from.
+    pin_memory = device.type == "cuda" and not args.cuda_graphs
     return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                      collate_fn=package.collate_fn, pin_memory=device.type == "cuda",
+                      collate_fn=package.collate_fn, pin_memory=pin_memory,
                       drop_last=sampler.drop_last, persistent_workers=False,
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
 
@@ -346,7 +351,10 @@ def train(args) -> int:
         consumed = 0
         loader = make_loader(trainset, sampler, package, args, device)
         epoch_start = time.perf_counter()
-        epoch_loss, epoch_steps, epoch_items, epoch_mels, epoch_step_time = 0.0, 0, 0, 0, 0.0
+        epoch_loss, epoch_steps = 0.0, 0
+        # [items, mels, seconds, steps] of the steps without and with one-time work (a CUDA graph
+        # capture): the throughput counts the former
+        step_totals = {False: [0, 0, 0.0, 0], True: [0, 0, 0.0, 0]}
         steps_done_before = (sampler.consumed // (args.batch_size * dist_info.world_size))
         train_model.train()
         for i, batch in enumerate(loader, start=steps_done_before):
@@ -359,6 +367,7 @@ def train(args) -> int:
                 current_lr = lr
 
             step_start = time.perf_counter()
+            one_time_work_before = one_time_work_count()
             if profiler is not None:
                 profiler.begin_step()
             inputs, targets, counts = package.batch_to_device(batch, device)
@@ -372,15 +381,18 @@ def train(args) -> int:
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
 
-            # One all-reduce carries the loss, the items and the stop request, so every rank
-            # agrees on when to stop without an extra collective.
+            # One all-reduce carries the loss, the items, the stop request and whether any rank did
+            # one-time work (the others waited for it), so every rank agrees without another collective.
+            did_one_time_work = one_time_work_count() != one_time_work_before
             stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
-                                  float(stop.requested), *(float(terms[name]) for name in logged_terms)],
+                                  float(stop.requested), float(did_one_time_work),
+                                  *(float(terms[name]) for name in logged_terms)],
                                  dtype=torch.float64, device=device)
             distributed.all_reduce_sum(stats)
             step_time = time.perf_counter() - step_start
             reduced_loss = stats[0].item() / dist_info.world_size
-            items, mels, stop_now = stats[1].item(), stats[2].item(), stats[3].item() > 0
+            items, mels = stats[1].item(), stats[2].item()
+            stop_now, one_time_work = stats[3].item() > 0, stats[4].item() > 0
 
             if not math.isfinite(reduced_loss):
                 nonfinite_steps += 1
@@ -392,17 +404,18 @@ def train(args) -> int:
                 nonfinite_steps = 0
                 epoch_loss += reduced_loss
                 epoch_steps += 1
-            epoch_items += items
-            epoch_mels += mels
-            epoch_step_time += step_time
+            step_totals[one_time_work] = [total + value for total, value in
+                                          zip(step_totals[one_time_work], (items, mels, step_time, 1))]
             iteration += 1
 
             iter_data = {"train_iter_loss": reduced_loss, "train_iter_items/sec": items / step_time,
                          "train_iter_time": step_time}
+            if one_time_work:
+                iter_data["train_iter_one_time_work"] = 1
             if mels:
                 iter_data["train_iter_mels/sec"] = mels / step_time
             for k, name in enumerate(logged_terms):
-                iter_data[f"train_iter_{name}"] = stats[4 + k].item() / dist_info.world_size
+                iter_data[f"train_iter_{name}"] = stats[5 + k].item() / dist_info.world_size
             logger.log([epoch, i], iter_data)
             logger.scalars(iteration, {"train/loss": reduced_loss, "train/learning_rate": lr,
                                        "train/items_per_sec": items / step_time,
@@ -417,6 +430,8 @@ def train(args) -> int:
             break
 
         epoch_time = time.perf_counter() - epoch_start
+        # an epoch of nothing but one-time work reports the throughput of those steps
+        epoch_items, epoch_mels, epoch_step_time, _ = step_totals[not step_totals[False][3]]
         if profiler is not None:
             profiler.epoch_end()
         epoch_data = {"train_epoch_avg_loss": epoch_loss / max(epoch_steps, 1),
@@ -424,6 +439,9 @@ def train(args) -> int:
                       "epoch_time": epoch_time}
         if epoch_mels:
             epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
+        if step_totals[True][3]:
+            epoch_data.update({"train_epoch_one_time_work_steps": step_totals[True][3],
+                               "train_epoch_one_time_work_time": step_totals[True][2]})
         if epoch_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
             logger.log([epoch], epoch_data)
 

@@ -261,8 +261,19 @@ def loss_table(runs: Sequence[Run], epochs: Sequence[int], key: str) -> str:
     return markdown_table(header, rows, [False] + [True] * len(epochs))
 
 
+def one_time_work(run: Run) -> tuple[int, float]:
+    """(steps, seconds) of one-time work (CUDA graph captures) over the run, which the throughput
+    leaves out."""
+    epochs = run.epochs.values()
+    return (int(sum(e.get("train_epoch_one_time_work_steps", 0) for e in epochs)),
+            sum(e.get("train_epoch_one_time_work_time", 0.0) for e in epochs))
+
+
 def runs_table(runs: Sequence[Run]) -> str:
     header = ["run", "log", "epochs", "items/s", "mels/s", "run time s"]
+    with_one_time_work = any(one_time_work(run)[0] for run in runs)
+    if with_one_time_work:
+        header.append("one-time work (steps, s)")
     rows = []
     for run in runs:
         label = run_label(run)
@@ -272,7 +283,10 @@ def runs_table(runs: Sequence[Run]) -> str:
         rows.append([str(label), run.source, str(len(run.epochs)),
                      f"{fmt_rate(items)} {unit}" if items is not None else "", fmt_rate(mels),
                      fmt_rate(run.summary.get("run_time"))])
-    return markdown_table(header, rows, [False, False, True, True, True, True])
+        if with_one_time_work:
+            steps, seconds = one_time_work(run)
+            rows[-1].append(f"{steps}, {seconds:.1f}" if steps else "")
+    return markdown_table(header, rows, [False, False] + [True] * (len(header) - 2))
 
 
 def throughput_table_text(table: ThroughputTable) -> str:

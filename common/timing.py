@@ -22,6 +22,21 @@ def synchronize(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize(device)
 
 
+_one_time_work = 0
+
+
+def note_one_time_work() -> None:
+    """Called by work a run does once inside a training step (a CUDA graph capture of a new shape
+    bucket), so that train.py reports that step's time apart from the throughput."""
+    global _one_time_work
+    _one_time_work += 1
+
+
+def one_time_work_count() -> int:
+    """How often :func:`note_one_time_work` was called in this process."""
+    return _one_time_work
+
+
 class DeviceTimer:
     """``with DeviceTimer(device) as t: ...`` then ``t.elapsed`` (seconds, ``perf_counter``).
 

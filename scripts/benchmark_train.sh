@@ -24,6 +24,8 @@ DATASET_PATH=$(absolute "${DATASET_PATH:-$REPO_ROOT}")
 BENCH_DIR=$(absolute "${BENCH_DIR:-$REPO_ROOT/output/benchmark}")
 PYTHON=${PYTHON:-python}
 
+# fp32 is torch's default math, as NVIDIA's H100 baseline ran it: float32 GEMMs, cuDNN convolutions in
+# TF32 (so WaveGlow's fp32 is mostly TF32); tf32 also lets the GEMMs use TF32.
 precision_flags=()
 case $PRECISION in
     amp | fp16) precision_flags=(--amp) ;;

@@ -79,7 +79,7 @@ def kernels_per_step(dtype: torch.dtype | None, compiled: bool, n_steps: int, n_
     """CUDA kernels (and memory copies/sets) one free-running step launches, weights cast to dtype."""
     from torch.profiler import ProfilerActivity, profile
     profiler = count_one_chunk(torch.device("cuda"), dtype, False, compiled, n_steps, n_tokens,
-                               lambda: profile(activities=[ProfilerActivity.CUDA]))
+                               lambda: profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]))
     return len(device_kernels(profiler.events())) / n_steps
 
 

@@ -18,7 +18,9 @@ changing WN this measures those two convolutions forward and backward in three l
 Each row is the mean over the layers' dilations (1, 2, ..., 2^(layers-1)) of ``--iters`` timed runs
 after warm-up, device-synchronised; TFLOP/s counts 2 x MACs (3x for forward + backward). The
 ``max diff`` column is each layout's largest difference from ``conv1d`` relative to its peak, so
-a faster row is only worth having if it also computes the same convolution.
+a faster row is only worth having if it also computes the same convolution. fp32 means float32
+for every layout here (no TF32); in training with torch's defaults, channels-first convolutions run in
+TF32 and ``--wn-time-major``'s GEMMs in float32.
 """
 from __future__ import annotations
 
@@ -146,6 +148,10 @@ def main(argv=None) -> int:
     dilations = [2 ** i for i in range(args.layers)]
     if gpu:
         torch.backends.cudnn.benchmark = True  # as WaveGlow trains (--cudnn-benchmark)
+        # fp32 rows and the exactness check in true float32 for every layout: torch's defaults run
+        # cuDNN convolutions in TF32 but GEMMs in float32, which would compare two kinds of math
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     generator = torch.Generator().manual_seed(0)
     x32 = torch.randn(batch, channels, n_steps, generator=generator).to(device)
     convolutions = {

@@ -183,3 +183,23 @@ def test_label_tells_what_really_ran(tmp_path):
         logger.log((0,), {"train_epoch_avg_loss": -1.0})
     label = ls.run_label(ls.read_run(str(path)))
     assert label.precision == "FP32" and str(label) == "WaveGlow FP32 (bs 4, 2 CPU processes)"
+
+
+def test_runs_table_shows_one_time_work_only_when_a_run_did_some(tmp_path):
+    plain = ls.read_run(write_run(tmp_path / "plain.json", epoch_rates=[10.0, 20.0], train_losses=[2.0, 1.0],
+                                  val_losses=[2.0, 1.0]))
+    assert "one-time work" not in ls.runs_table([plain])
+    graphed_path = tmp_path / "graphed.json"
+    with Logger(str(graphed_path), stdout=False) as logger:
+        logger.parameters({"model_name": "Tacotron2_PyT", "world_size": 1, "batch_size": 128})
+        for epoch, (steps, seconds) in enumerate([(3, 4.5), (1, 1.25), (0, 0.0)]):
+            data = {"train_epoch_avg_loss": 1.0, "train_epoch_items/sec": 10.0}
+            if steps:
+                data.update({"train_epoch_one_time_work_steps": steps, "train_epoch_one_time_work_time": seconds})
+            logger.log((epoch,), data)
+    graphed = ls.read_run(str(graphed_path))
+    assert ls.one_time_work(graphed) == (4, pytest.approx(5.75))
+    table = ls.runs_table([plain, graphed])
+    assert "one-time work (steps, s)" in table.splitlines()[0]
+    assert table.splitlines()[2].rstrip().endswith("|  |")  # the plain run: an empty cell
+    assert table.splitlines()[3].rstrip().endswith("| 4, 5.8 |")

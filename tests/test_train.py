@@ -129,6 +129,37 @@ def test_length_sort_pool_batches_similar_lengths_and_is_recorded(tmp_path, monk
     assert load_checkpoint(str(out / "checkpoint_Tacotron2_last.pt"))["sampler"]["sort_pool"] == 12
 
 
+def test_steps_with_one_time_work_are_timed_apart_from_the_throughput(tmp_path, monkeypatch):
+    """A step that captures a CUDA graph (here: one that says it did, and takes 0.5 s longer) is
+    logged as one-time work and left out of the epoch's throughput; epochs without any log none."""
+    import time
+
+    from common.timing import note_one_time_work
+    real_batch_to_device, calls = tacotron2.batch_to_device, []
+
+    def first_step_captures(batch, device):
+        calls.append(1)
+        if len(calls) == 1:
+            note_one_time_work()
+            time.sleep(0.5)
+        return real_batch_to_device(batch, device)
+
+    monkeypatch.setattr(tacotron2, "batch_to_device", first_step_captures)
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 6), 2, "--bench-class", "perf-train")) == 0
+    records = read_log(out / "nvlog.json")
+    iterations = [r for r in records if r["type"] == "LOG" and "train_iter_time" in r["data"]]
+    assert [r["step"][0] for r in iterations] == [0, 0, 0, 1, 1, 1]
+    assert [r["data"].get("train_iter_one_time_work") for r in iterations] == [1] + [None] * 5
+    epoch_0 = iterations[1:3]  # the steps that count
+    items = sum(r["data"]["train_iter_items/sec"] * r["data"]["train_iter_time"] for r in epoch_0)
+    expected = items / sum(r["data"]["train_iter_time"] for r in epoch_0)
+    assert values(records, "train_epoch_items/sec")[0][1] == pytest.approx(expected, rel=1e-6)
+    assert values(records, "train_epoch_one_time_work_steps") == [((0,), 1)]
+    assert values(records, "train_epoch_one_time_work_time")[0][1] == pytest.approx(
+        iterations[0]["data"]["train_iter_time"])
+
+
 def test_cuda_graphs_flag_falls_back_on_the_cpu_and_is_refused_for_waveglow(tmp_path, capsys):
     assert train.main(tacotron2_args(tmp_path / "t2", tiny_filelist(tmp_path, 2), 1, "--cuda-graphs")) == 0
     assert "--cuda-graphs needs a GPU" in capsys.readouterr().err
