@@ -21,6 +21,8 @@ import time
 import torch
 from torch.autograd import DeviceType
 
+from common.timing import one_time_work_count
+
 
 def device_kernels(events) -> list:
     """The GPU work among profiler events: kernels, copies, memsets, not the spans the profiler
@@ -64,6 +66,7 @@ class StepProfiler:
         self._first_recorded = 0
         self._step_begin = 0.0
         self._step_walls: list[float] = []
+        self._one_time_work_before = one_time_work_count()
 
     @property
     def done(self) -> bool:
@@ -81,6 +84,7 @@ class StepProfiler:
             self.profiler.start()
             self.phase = "warmup" if warmup else "recording"
             self._first_recorded = self._steps_seen + warmup
+            self._one_time_work_before = one_time_work_count()
         self._step_begin = time.perf_counter()
 
     def end_step(self) -> None:
@@ -88,6 +92,7 @@ class StepProfiler:
         if self.phase == "warmup":
             self.profiler.step()
             self.phase = "recording"
+            self._one_time_work_before = one_time_work_count()
         elif self.phase == "recording":
             self._step_walls.append(time.perf_counter() - self._step_begin)
             self.profiler.step()  # after the window's last step this writes the report (on_trace_ready)
@@ -130,6 +135,11 @@ class StepProfiler:
                  f"{self.device.type}){cut_short}",
                  f"wall time per step: {wall * 1e3:.2f} ms (batch on the host to the step's end, "
                  "under the profiler)"]
+        one_time_work = one_time_work_count() - self._one_time_work_before
+        if one_time_work:
+            summary["profile_one_time_work"] = float(one_time_work)
+            lines.append(f"note: {one_time_work} one-time task(s) (CUDA graph captures) ran in the window and "
+                         "are in its numbers; a later window (--profile-skip) leaves them out")
         if self.device.type == "cuda":
             kernels = device_kernels(profiler.events())
             device_time = busy_seconds(kernels) / steps

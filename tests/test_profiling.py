@@ -57,6 +57,26 @@ def test_an_epoch_end_restarts_a_window_that_has_not_recorded_and_cuts_one_that_
     assert len(reports) == 1
 
 
+def test_one_time_work_in_the_window_is_reported_and_work_before_it_is_not(tmp_path):
+    from common.timing import note_one_time_work
+    reports = []
+    profiler = StepProfiler(str(tmp_path), 0, torch.device("cpu"), steps=2, skip=2,
+                            on_summary=lambda summary, lines: reports.append((summary, lines)))
+    note_one_time_work()  # before the window: not its business
+    run_steps(profiler, 2)  # step 1 warms the profiler up
+    profiler.begin_step()
+    note_one_time_work()  # in recorded step 2
+    profiler.end_step()
+    run_steps(profiler, 1)
+    summary, lines = reports[0]
+    assert summary["profile_one_time_work"] == 1
+    assert any(line.startswith("note: 1 one-time task(s)") for line in lines)
+    clean = StepProfiler(str(tmp_path / "clean"), 0, torch.device("cpu"), steps=1, skip=0,
+                         on_summary=lambda summary, lines: reports.append((summary, lines)))
+    run_steps(clean, 1)
+    assert "profile_one_time_work" not in reports[1][0]
+
+
 def test_a_run_that_ends_before_the_window_writes_nothing(tmp_path):
     profiler = StepProfiler(str(tmp_path), 0, torch.device("cpu"), steps=2, skip=10)
     run_steps(profiler, 4)
