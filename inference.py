@@ -128,6 +128,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if min(args.sigma_infer, args.denoising_strength, args.griffin_lim_iters) < 0:
         raise UserError("--sigma-infer, --denoising-strength and --griffin-lim-iters must not be negative")
+    if "/" in args.suffix or os.sep in args.suffix:
+        raise UserError(f"--suffix {args.suffix!r}: expected a file-name suffix without path separators")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UserError(f"{args.output}: exists and is not a folder (expected an output folder)")
 

@@ -34,10 +34,12 @@ from common.timing import one_time_work_count
 
 MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
 MAX_NONFINITE_STEPS = 5
+IGNORE_LAYERS_DEFAULT = ["embedding.weight"]
 
 
 def build_parser(package=None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train Tacotron 2 or WaveGlow",
+    # No abbreviations: the recipe's unused --grad-clip would otherwise silently set --grad-clip-thresh.
+    parser = argparse.ArgumentParser(description="Train Tacotron 2 or WaveGlow", allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-o", "--output", "--output-directory", "--output_directory", required=True,
                         help="folder for checkpoints, logs and plots")
@@ -54,7 +56,7 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--resume-from-last", action="store_true",
                         help="resume from checkpoint_<model>_last.pt in --output when it exists")
     parser.add_argument("--warm-start", default="", metavar="CKPT", help="take only the weights from CKPT")
-    parser.add_argument("--ignore-layers", nargs="*", default=["embedding.weight"], metavar="NAME",
+    parser.add_argument("--ignore-layers", nargs="*", default=IGNORE_LAYERS_DEFAULT, metavar="NAME",
                         help="state-dict names (or module prefixes) --warm-start leaves at their fresh init")
     parser.add_argument("--fp16-run", "--amp", "--amp-run", dest="fp16_run", action="store_true",
                         help="mixed precision: float16 autocast with dynamic loss scaling")
@@ -104,11 +106,36 @@ def build_parser(package=None) -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    probe = argparse.ArgumentParser(add_help=False)
+    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     probe.add_argument("-m", "--model-name", choices=sorted(MODELS))
     known, _ = probe.parse_known_args(argv)
     # Unknown flags are an error: a mistyped flag must not silently train with a default.
     return build_parser(MODELS.get(known.model_name)).parse_args(argv)
+
+
+def check_args(args) -> None:
+    """Flag values argparse cannot check; raises UserError before anything is loaded or written."""
+    for flag, value, minimum in (("--epochs", args.epochs, 1), ("-bs/--batch-size", args.batch_size, 1),
+                                 ("--epochs-per-checkpoint", args.epochs_per_checkpoint, 1),
+                                 ("--num-workers", args.num_workers, 0)):
+        if value < minimum:
+            raise UserError(f"{flag} {value}: expected at least {minimum}")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UserError(f"{args.output}: exists and is not a folder (expected an output folder for -o)")
+
+
+def check_ignore_layers(args, model) -> None:
+    """--ignore-layers names must name layers of the model: a typo would silently warm-start everything.
+    The default (embedding.weight) is exempt, as WaveGlow has no embedding."""
+    if args.ignore_layers == IGNORE_LAYERS_DEFAULT:
+        return
+    names = list(model.state_dict())
+    unknown = [layer for layer in args.ignore_layers
+               if not any(name == layer or name.startswith(layer + ".") for name in names)]
+    if unknown:
+        modules = ", ".join(sorted({name.split(".")[0] for name in names}))
+        raise UserError(f"--ignore-layers {' '.join(unknown)}: no such layer in this {args.model_name} (expected "
+                        f"state-dict names or module prefixes, e.g. embedding.weight; top-level modules: {modules})")
 
 
 def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
@@ -150,7 +177,9 @@ def write_validation_report(package, model, first_val, args, device, epoch: int,
 
 
 def save_training_checkpoint(path: str, *, args, config, model, optimizer, scaler, epoch, iteration,
-                             consumed, rng_states, link_last: bool) -> None:
+                             consumed, rng_states, link_last: bool, epoch_loss: tuple[float, int] = (0.0, 0)) -> None:
+    """`consumed` > 0: stopped mid-epoch; `epoch_loss` (sum, steps) so far lets the resumed run log
+    the whole epoch's mean loss."""
     state = {
         "format_version": 1,
         "model_name": args.model_name,
@@ -161,7 +190,8 @@ def save_training_checkpoint(path: str, *, args, config, model, optimizer, scale
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "rng": rng_states,
-        "sampler": {"epoch": epoch, "consumed": consumed, "seed": args.seed, "sort_pool": args.length_sort_pool},
+        "sampler": {"epoch": epoch, "consumed": consumed, "seed": args.seed, "sort_pool": args.length_sort_pool,
+                    "epoch_loss_sum": epoch_loss[0], "epoch_loss_steps": epoch_loss[1]},
         "args": {key: value for key, value in vars(args).items()
                  if isinstance(value, (int, float, str, bool, list, type(None)))},
         "audio": audio_config_from_args(args),
@@ -242,6 +272,7 @@ def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple
 
 
 def train(args) -> int:
+    check_args(args)
     package = MODELS[args.model_name]
     dist_info = distributed.init_distributed(args.rank, args.world_size, args.dist_url, args.dist_backend,
                                              args.group_name, cpu=args.cpu)
@@ -255,17 +286,6 @@ def train(args) -> int:
     torch.manual_seed(args.seed + dist_info.rank)
     np.random.seed(args.seed + dist_info.rank)
     random.seed(args.seed + dist_info.rank)
-    os.makedirs(args.output, exist_ok=True)
-
-    logger = Logger(log_path(args), enabled=dist_info.is_main,
-                    tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
-    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
-                       "precision": precision})
-    for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
-                      ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
-        logger.metadata(key, unit)
-
     resume_path = find_resume_checkpoint(args)
     warm_path = choose_warm_start(args, resume_path)
     resume = None
@@ -275,7 +295,14 @@ def train(args) -> int:
         found = resume.get("model_name") or ckpt_io.model_name_of_state_dict(resume["state_dict"])
         if found and found != args.model_name:
             raise CheckpointError(f"{resume_path}: is a {found} checkpoint, expected {args.model_name}")
-        config = resume.get("config") or config
+        stored_config = resume.get("config")
+        if stored_config:
+            differ = [f"{key} {config[key]} (checkpoint: {stored_config[key]})" for key in config
+                      if key in stored_config and stored_config[key] != config[key]]
+            if differ and dist_info.is_main:
+                print(f"warning: {resume_path}: the model is built from the checkpoint's config; ignoring "
+                      f"{', '.join(differ)}", file=sys.stderr)
+            config = stored_config
 
     model = package.build_model(config).to(device)
     package.apply_run_options(model, args)
@@ -310,6 +337,7 @@ def train(args) -> int:
                         f"({args.batch_size} x {dist_info.world_size} processes)")
 
     start_epoch, iteration, consumed = 0, 0, 0
+    resumed_loss = (0.0, 0)  # the stopped epoch's (loss sum, steps) before the stop
     if resume is not None:
         model.load_state_dict(ckpt_io.strip_module_prefix(resume["state_dict"]))
         if "optimizer" in resume:
@@ -318,6 +346,9 @@ def train(args) -> int:
             scaler.load_state_dict(resume["scaler"])
         saved_sampler = resume.get("sampler", {})
         consumed = saved_sampler.get("consumed", 0)
+        if consumed:
+            resumed_loss = (float(saved_sampler.get("epoch_loss_sum", 0.0)),
+                            int(saved_sampler.get("epoch_loss_steps", 0)))
         if consumed and saved_sampler.get("sort_pool", 0) != args.length_sort_pool and dist_info.is_main:
             print(f"warning: {resume_path} stopped mid-epoch with --length-sort-pool "
                   f"{saved_sampler.get('sort_pool', 0)}; finishing that epoch with {args.length_sort_pool} "
@@ -329,10 +360,25 @@ def train(args) -> int:
             set_rng_state(rng_states[dist_info.rank % len(rng_states)])
         if dist_info.is_main:
             print(f"Resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}", flush=True)
+            if start_epoch >= args.epochs:
+                print(f"note: {resume_path} has already trained {start_epoch} epoch(s); nothing to do for "
+                      f"--epochs {args.epochs} (raise --epochs to train on)", flush=True)
     elif warm_path:
+        check_ignore_layers(args, model)
         fresh = warm_start(model, warm_path, args.model_name, args.ignore_layers)
         if dist_info.is_main:
             print(f"Warm start from {warm_path}; fresh init kept for {', '.join(fresh) or 'no layer'}", flush=True)
+
+    # Flags, checkpoints and data are checked: from here on the output folder is written.
+    os.makedirs(args.output, exist_ok=True)
+    logger = Logger(log_path(args), enabled=dist_info.is_main,
+                    tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
+    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
+                       "precision": precision})
+    for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
+                      ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
+        logger.metadata(key, unit)
 
     train_model = model
     if dist_info.enabled:
@@ -348,6 +394,7 @@ def train(args) -> int:
     epoch, stopped_after = start_epoch, 0
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, consumed)
+        loss_before, steps_before = resumed_loss if consumed else (0.0, 0)  # a resumed epoch's earlier steps
         consumed = 0
         loader = make_loader(trainset, sampler, package, args, device)
         epoch_start = time.perf_counter()
@@ -434,15 +481,17 @@ def train(args) -> int:
         epoch_items, epoch_mels, epoch_step_time, _ = step_totals[not step_totals[False][3]]
         if profiler is not None:
             profiler.epoch_end()
-        epoch_data = {"train_epoch_avg_loss": epoch_loss / max(epoch_steps, 1),
-                      "train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
-                      "epoch_time": epoch_time}
-        if epoch_mels:
-            epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
-        if step_totals[True][3]:
-            epoch_data.update({"train_epoch_one_time_work_steps": step_totals[True][3],
-                               "train_epoch_one_time_work_time": step_totals[True][2]})
+        # The mean over the whole epoch, also when it was resumed mid-way; speed only of this run's steps.
+        epoch_data = {"train_epoch_avg_loss": (loss_before + epoch_loss) / max(steps_before + epoch_steps, 1)}
         if epoch_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
+            epoch_data.update({"train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
+                               "epoch_time": epoch_time})
+            if epoch_mels:
+                epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
+            if step_totals[True][3]:
+                epoch_data.update({"train_epoch_one_time_work_steps": step_totals[True][3],
+                                   "train_epoch_one_time_work_time": step_totals[True][2]})
+        if epoch_steps or steps_before:
             logger.log([epoch], epoch_data)
 
         val_loader = make_loader(valset, val_sampler, package, args, device)
@@ -471,7 +520,8 @@ def train(args) -> int:
             path = checkpoint_file(args.output, args.model_name, "last")
             save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
                                      scaler=scaler, epoch=epoch, iteration=iteration, consumed=stopped_after,
-                                     rng_states=states, link_last=False)
+                                     rng_states=states, link_last=False,
+                                     epoch_loss=(loss_before + epoch_loss, steps_before + epoch_steps))
             print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
                   f"{path}. Continue with --resume-from-last.", flush=True)
     logger.log([], {"run_time": time.perf_counter() - run_start})

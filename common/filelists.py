@@ -68,12 +68,16 @@ def wav_problems(entries: list[FileEntry], sampling_rate: int) -> list[str]:
         try:
             check_wav(entry.path, sampling_rate)
         except AudioError as err:
-            found.append(f"{location(entry)}: {err}")
+            hint = ("; it looks like a saved mel: Tacotron 2 reads mels with --load-mel-from-disk, WaveGlow needs wavs"
+                    if entry.path.endswith((".pt", ".npy")) and os.path.isfile(entry.path) else "")
+            found.append(f"{location(entry)}: {err}{hint}")
     return found
 
 
 def raise_problems(problems: list[str]) -> None:
-    """One DataError whose first line counts the problems and whose next lines list them all."""
+    """One DataError whose first line counts the problems and whose next lines list them all
+    (each once: the training and validation lists may be the same file)."""
+    problems = list(dict.fromkeys(problems))
     if problems:
         raise DataError(f"{len(problems)} problem(s) in the data filelists:\n" + "\n".join(problems))
 

@@ -76,7 +76,8 @@ class TextMelDataset(torch.utils.data.Dataset):
             if not os.path.isfile(entry.path):
                 found.append(f"{location(entry)}: {entry.path}: mel file not found")
             elif not entry.path.endswith(_MEL_SUFFIXES):
-                found.append(f"{location(entry)}: {entry.path}: expected a .pt or .npy mel file")
+                found.append(f"{location(entry)}: {entry.path}: expected a .pt or .npy mel file "
+                             f"(made by preprocess_audio2mel.py; or leave out --load-mel-from-disk)")
         return found
 
     def check(self) -> None:

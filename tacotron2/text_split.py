@@ -166,6 +166,8 @@ def read_text_lines(path: str) -> tuple[list[tuple[int, str]], list[int]]:
     Only newline characters end lines (so numbers match editors); carriage returns and a UTF-8 BOM
     are dropped.
     """
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder (expected a text file, one utterance per line)")
     if not os.path.isfile(path):
         raise UserError(f"{path}: input file not found (expected a text file, one utterance per line)")
     try:
@@ -173,6 +175,8 @@ def read_text_lines(path: str) -> tuple[list[tuple[int, str]], list[int]]:
             text = f.read()
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the input file ({err.strerror})") from None
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start a blank one

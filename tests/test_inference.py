@@ -355,6 +355,13 @@ def test_error_line_empty_after_cleaning(ckpts, tmp_path, capsys):
     assert "text.txt:2" in err
 
 
+def test_error_suffix_with_a_path_separator(ckpts, tmp_path, capsys):
+    text = write_text(tmp_path, LINES)
+    err = bad_run(ckpts, tmp_path, capsys, ["-i", text, "--tacotron2", ckpts["Tacotron2", "ours"],
+                                            "--waveglow", ckpts["WaveGlow", "ours"], "--suffix", "/x"])
+    assert "--suffix '/x'" in err and "path separators" in err
+
+
 def test_unknown_flag_is_an_error(ckpts, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         inference.main(["-i", "x.txt", "-o", str(tmp_path), "--no-such-flag"])

@@ -1,0 +1,131 @@
+"""train.py on bad flags and inputs: one clear error before anything is written; a resumed epoch's
+mean loss; warnings where a flag is silently overridden."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tacotron2
+import train
+from common.checkpoint import save_checkpoint
+from common.errors import UserError
+from tacotron2.text_split import read_text_lines
+from training_helpers import read_log, tacotron2_args, tiny_filelist, values
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--epochs-per-checkpoint", "0"), "--epochs-per-checkpoint 0: expected at least 1"),
+    (("-bs", "0"), "-bs/--batch-size 0: expected at least 1"),
+    (("--epochs", "0"), "--epochs 0: expected at least 1"),
+])
+def test_bad_counts_are_one_line_errors_before_anything_is_written(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 2), 1, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {message}"
+    assert not out.exists()
+
+
+def test_output_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder\n")
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 2), 1)) == 2
+    expected = f"error: {out}: exists and is not a folder (expected an output folder for -o)"
+    assert capsys.readouterr().err.strip() == expected
+
+
+def test_a_missing_checkpoint_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = tacotron2_args(out, tiny_filelist(tmp_path, 2), 1, "--checkpoint-path", str(tmp_path / "nothere.pt"))
+    assert train.main(args) == 2
+    assert "checkpoint file not found" in capsys.readouterr().err
+    assert not out.exists()  # no log with only PARAMETER lines, no tensorboard folder
+
+
+def test_problems_of_a_list_used_for_training_and_validation_are_reported_once(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("LJSpeech-tiny/wavs/missing.wav|Hello.\n", encoding="utf-8")
+    assert train.main(tacotron2_args(tmp_path / "out", bad, 1)) == 2  # the helper validates on the same list
+    err = capsys.readouterr().err
+    assert err.count("missing.wav") == 1 and err.startswith("error: 1 problem(s)")
+
+
+def test_a_mel_list_without_load_mel_from_disk_gets_a_hint(tmp_path, capsys):
+    (tmp_path / "mels").mkdir()
+    torch.save(torch.zeros(80, 10), tmp_path / "mels" / "a.pt")
+    mel_list = tmp_path / "mels.txt"
+    mel_list.write_text("mels/a.pt|Hello.\n", encoding="utf-8")
+    args = tacotron2_args(tmp_path / "out", mel_list, 1)
+    args[args.index("-d") + 1] = str(tmp_path)
+    assert train.main(args) == 2
+    assert "it looks like a saved mel: Tacotron 2 reads mels with --load-mel-from-disk" in capsys.readouterr().err
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    """An our-format Tacotron 2 checkpoint of the tests' small config, epoch 0 finished."""
+    train_list = tiny_filelist(tmp_path, 2)
+    config = tacotron2.config_from_args(train.parse_args(tacotron2_args("unused", train_list, 1)))
+    path = tmp_path / "small.pt"
+    save_checkpoint({"format_version": 1, "model_name": "Tacotron2", "epoch": 0, "iteration": 1, "config": config,
+                     "state_dict": tacotron2.build_model(config).state_dict()}, str(path))
+    return path, train_list
+
+
+def test_an_ignore_layers_name_matching_no_layer_is_an_error(small_checkpoint, tmp_path, capsys):
+    path, train_list = small_checkpoint
+    out = tmp_path / "out"
+    args = tacotron2_args(out, train_list, 1, "--warm-start", str(path), "--ignore-layers", "embeding.weight")
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--ignore-layers embeding.weight: no such layer in this Tacotron2" in err
+    assert not out.exists()
+
+
+def test_resuming_with_other_model_flags_warns_that_the_checkpoint_config_wins(small_checkpoint, tmp_path, capsys):
+    path, train_list = small_checkpoint
+    args = tacotron2_args(tmp_path / "out", train_list, 1, "--checkpoint-path", str(path), "--decoder-rnn-dim", "48")
+    assert train.main(args) == 0
+    captured = capsys.readouterr()
+    assert "ignoring decoder_rnn_dim 48 (checkpoint: 32)" in captured.err
+    assert "nothing to do for --epochs 1" in captured.out
+
+
+class StopAfterTwoSteps:
+    """StopRequest stand-in: a stop is requested during the second step (train.py reads it once a step)."""
+
+    def __init__(self):
+        self.reads = 0
+
+    @property
+    def requested(self) -> bool:
+        self.reads += 1
+        return self.reads >= 2
+
+
+def test_a_resumed_epoch_logs_the_mean_loss_of_all_its_steps(tmp_path, monkeypatch):
+    train_list = tiny_filelist(tmp_path, 6)  # batch 2: three steps an epoch
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "StopRequest", StopAfterTwoSteps)
+        assert train.main(tacotron2_args(out, train_list, 1)) == 0
+    assert train.main(tacotron2_args(out, train_list, 1, "--resume-from-last")) == 0
+    log = read_log(out / "nvlog.json")
+    losses = values(log, "train_iter_loss")
+    assert [step for step, _ in losses] == [(0, 0), (0, 1), (0, 2)]
+    epoch_means = values(log, "train_epoch_avg_loss")
+    assert [step for step, _ in epoch_means] == [(0,)]
+    assert epoch_means[0][1] == pytest.approx(sum(v for _, v in losses) / 3)
+
+
+def test_inference_input_that_is_a_folder_is_named_as_such(tmp_path):
+    with pytest.raises(UserError, match="is a folder"):
+        read_text_lines(str(tmp_path))
+
+
+def test_flag_prefixes_are_not_abbreviations(capsys):
+    # The recipe's unused --grad-clip must not silently become --grad-clip-thresh.
+    with pytest.raises(SystemExit):
+        train.parse_args(["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "1", "--grad-clip", "5.0"])
+    assert "unrecognized arguments: --grad-clip 5.0" in capsys.readouterr().err
