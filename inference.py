@@ -78,7 +78,7 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--bf16", action="store_true", help="bfloat16: both models' weights cast once")
     parser.add_argument("--autocast", action="store_true",
                         help="with --fp16/--bf16: keep float32 weights and run under torch.autocast instead")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    parser.add_argument("--cpu", "--cpu-run", action="store_true", help="run on the CPU even when a GPU is present")
 
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:

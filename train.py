@@ -6,6 +6,7 @@ One loop for both models; everything model-specific comes from the model package
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -24,7 +25,7 @@ from common import checkpoint as ckpt_io
 from common import distributed
 from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args
 from common.audio import save_wav
-from common.errors import CheckpointError, UserError, run_cli
+from common.errors import CheckpointError, UserError, first_line, run_cli
 from common.logger import Logger
 from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
@@ -38,7 +39,8 @@ IGNORE_LAYERS_DEFAULT = ["embedding.weight"]
 
 
 def build_parser(package=None) -> argparse.ArgumentParser:
-    # No abbreviations: the recipe's unused --grad-clip would otherwise silently set --grad-clip-thresh.
+    # No abbreviations: a flag of another version that is a prefix of one of ours must not quietly set it
+    # (the recipe's --grad-clip once set --grad-clip-thresh here).
     parser = argparse.ArgumentParser(description="Train Tacotron 2 or WaveGlow", allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-o", "--output", "--output-directory", "--output_directory", required=True,
@@ -71,6 +73,13 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
     add_bool_flag(parser, "--dynamic-loss-scaling", default=True,
                   help="accepted for old scripts; loss scaling is always dynamic")
+    add_bool_flag(parser, "--use-saved-learning-rate", default=False, help="accepted for old scripts; unused, "
+                  "as in the recipe (a resumed run takes the learning rate from --anneal-steps)")
+    parser.add_argument("--grad-clip", type=float, default=5.0,
+                        help="accepted for old scripts; unused, as in the recipe (the norm is --grad-clip-thresh)")
+    parser.add_argument("--config-file", metavar="JSON",
+                        help="the recipe's {group: {flag-name: value}} file; its values become the flags' "
+                             "defaults (flags given on the command line win)")
     parser.add_argument("-lr", "--learning-rate", type=float, default=None,
                         help="Tacotron 2: 1e-3, WaveGlow: 1e-4 when not given")
     parser.add_argument("--weight-decay", type=float, default=1e-6)
@@ -108,9 +117,41 @@ def build_parser(package=None) -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     probe.add_argument("-m", "--model-name", choices=sorted(MODELS))
+    probe.add_argument("--config-file")
     known, _ = probe.parse_known_args(argv)
+    parser = build_parser(MODELS.get(known.model_name))
+    if known.config_file:
+        parser.set_defaults(**config_file_defaults(parser, known.config_file))
     # Unknown flags are an error: a mistyped flag must not silently train with a default.
-    return build_parser(MODELS.get(known.model_name)).parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
+    """--config-file: ``{"audio": {"mel-fmax": 7000.0}, ...}`` -> {dest: value}; group names are only
+    grouping, every key must be a flag of this parser."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            groups = json.load(f)
+    except (OSError, ValueError) as err:
+        parser.error(f"--config-file {path}: cannot read it as JSON ({first_line(err)})")
+    if not isinstance(groups, dict) or not all(isinstance(group, dict) for group in groups.values()):
+        parser.error(f"--config-file {path}: expected {{group: {{flag-name: value}}}}")
+    defaults = {}
+    for group_name, group in groups.items():
+        for name, value in group.items():
+            action = parser._option_string_actions.get("--" + name.lstrip("-").replace("_", "-"))
+            if action is None or action.dest == "help":
+                parser.error(f"--config-file {path}: {group_name}.{name}: not a flag of train.py")
+            try:
+                if isinstance(value, str) and action.type is not None:
+                    value = action.type(value)
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+                parser.error(f"--config-file {path}: {group_name}.{name}: {first_line(err)}")
+            if action.choices is not None and value not in action.choices:
+                parser.error(f"--config-file {path}: {group_name}.{name}: {value!r} is not one of "
+                             f"{', '.join(map(str, action.choices))}")
+            defaults[action.dest] = value
+    return defaults
 
 
 def check_args(args) -> None:

@@ -1,9 +1,11 @@
 """User-facing errors: one line naming the file (and line) and what was expected.
 
 The entry points run through :func:`run_cli`, which prints ``error: <message>`` and exits 2 on a
-:class:`UserError`, so anything raised from these classes must read well without a traceback.
+:class:`UserError`, so anything raised from these classes must read well without a traceback; an
+:class:`InputWarning` shows as one ``warning: <message>`` line, not with the code line that raised it.
 """
 import sys
+import warnings
 from typing import Any, Callable
 
 
@@ -36,10 +38,25 @@ class TextError(UserError):
     """Input text cannot be turned into a symbol sequence."""
 
 
+class InputWarning(UserWarning):
+    """Something about the user's input that does not stop the run (characters dropped from a text,
+    an utterance that reached the decoder's step limit)."""
+
+
 def run_cli(entry_point: Callable[..., int], *args: Any) -> int:
     """Run a command's body: a UserError becomes one `error:` line on stderr and exit code 2."""
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
     try:
-        return entry_point(*args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return entry_point(*args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

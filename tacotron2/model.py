@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from common.errors import InputWarning
 from tacotron2.layers import ConvNorm, LinearNorm
 
 
@@ -327,7 +328,7 @@ class Decoder(nn.Module):
         if n_unfinished:
             warnings.warn(f"Reached max decoder steps ({self.max_decoder_steps}) before {n_unfinished} "
                           f"of {memory.size(0)} utterance(s) predicted a stop; their mels are cut off",
-                          stacklevel=2)
+                          InputWarning, stacklevel=2)
         mel_outputs = torch.cat([mels for mels, _ in chunks]).permute(1, 2, 0)
         alignments = torch.cat([weights for _, weights in chunks]).transpose(0, 1)[:, :, :memory.size(1)]
         if self.early_stopping:

@@ -372,3 +372,10 @@ def test_default_config_applies_wn_channels():
     config = inference.default_config(waveglow, wn_channels=256)
     assert config["WN_config"]["n_channels"] == 256
     assert inference.default_config(tacotron2)["max_decoder_steps"] == 2000
+
+
+def test_the_recipes_flag_spellings_select_the_same_options():
+    base = ["-i", "t.txt", "-o", "out", "--tacotron2", "t2.pt", "--waveglow", "wg.pt"]
+    parse = inference.build_parser().parse_args
+    assert parse(base + ["--cpu-run"]).cpu and not parse(base).cpu
+    assert parse(base + ["--amp-run"]).fp16 and parse(base + ["--fp16-run"]).fp16

@@ -165,6 +165,21 @@ def test_unknown_characters_dropped_and_warned_once(fresh_warnings):
         text_to_sequence('#x "y"', ['basic_cleaners'])
 
 
+def test_commands_show_input_warnings_as_one_line_and_others_as_usual(fresh_warnings, capsys):
+    from common.errors import run_cli
+
+    def command():
+        text_to_sequence('a #b', ['basic_cleaners'], source='f.txt:7')
+        warnings.warn('from a library', UserWarning)
+        return 0
+
+    with pytest.warns(UserWarning, match='from a library') as record:  # shown the usual way
+        assert run_cli(command) == 0
+    assert [str(w.message) for w in record] == ['from a library']
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: f.txt:7: dropped characters not in the symbol set: '#'"]
+
+
 def test_unknown_cleaner_is_a_user_error():
     with pytest.raises(TextError, match=r"x\.txt:1: unknown text cleaner 'german_cleaners'"):
         text_to_sequence('hallo', ['german_cleaners'], source='x.txt:1')

@@ -125,7 +125,34 @@ def test_inference_input_that_is_a_folder_is_named_as_such(tmp_path):
 
 
 def test_flag_prefixes_are_not_abbreviations(capsys):
-    # The recipe's unused --grad-clip must not silently become --grad-clip-thresh.
-    with pytest.raises(SystemExit):
-        train.parse_args(["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "1", "--grad-clip", "5.0"])
-    assert "unrecognized arguments: --grad-clip 5.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not --epochs-per-checkpoint
+        train.parse_args(["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "1", "--epochs-per", "5"])
+    assert "unrecognized arguments: --epochs-per 5" in capsys.readouterr().err
+
+
+def test_the_recipes_unused_flags_are_accepted_and_change_nothing():
+    base = ["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "1"]
+    args = train.parse_args(base + ["--grad-clip", "5.0", "--use-saved-learning-rate=False",
+                                    "--dynamic-loss-scaling=True"])
+    assert vars(args) == {**vars(train.parse_args(base)), "grad_clip": 5.0, "use_saved_learning_rate": False,
+                          "dynamic_loss_scaling": True}
+    assert args.grad_clip_thresh == 1.0
+
+
+def test_config_file_values_become_defaults_and_command_line_flags_win(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text('{"audio": {"mel-fmax": 7000.0, "sampling-rate": "16000"}, '
+                      '"training": {"anneal_factor": 0.3, "--weight-decay": 0}}', encoding="utf-8")
+    base = ["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "1", "--config-file", str(config)]
+    args = train.parse_args(base)
+    assert (args.mel_fmax, args.sampling_rate, args.anneal_factor, args.weight_decay) == (7000.0, 16000, 0.3, 0)
+    assert train.parse_args(base + ["--mel-fmax", "8000"]).mel_fmax == 8000.0
+    for text, message in (('{"audio": {"mel-fmaks": 1}}', "audio.mel-fmaks: not a flag of train.py"),
+                          ('{"training": {"anneal-factor": 0.2}}', "0.2 is not one of 0.1, 0.3"),
+                          ('{"audio": {"hop-length": "wide"}}', "audio.hop-length: invalid literal"),
+                          ('{"audio": 1}', "expected {group: {flag-name: value}}"),
+                          ('{"audio": ', "cannot read it as JSON")):
+        config.write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit):
+            train.parse_args(base)
+        assert message in capsys.readouterr().err

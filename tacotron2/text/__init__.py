@@ -9,7 +9,7 @@ import re
 import warnings
 from typing import Iterable, Sequence
 
-from common.errors import TextError
+from common.errors import InputWarning, TextError
 from tacotron2.text import cmudict
 from tacotron2.text.cleaners import CLEANERS
 from tacotron2.text.symbols import PAD_ID, SPACE_ID, id_to_symbol, symbol_to_id, symbols
@@ -82,7 +82,7 @@ def _warn_dropped(dropped: set[str], source: str | None) -> None:
     _warned_chars.update(new)
     listed = ', '.join(repr(c) for c in sorted(new))
     warnings.warn(f'{_prefix(source)}dropped characters not in the symbol set: {listed}',
-                  stacklevel=3)
+                  InputWarning, stacklevel=3)
 
 
 def text_to_sequence(text: str, cleaner_names: Iterable[str] | str = ('english_cleaners',),
