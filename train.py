@@ -6,7 +6,6 @@ One loop for both models; everything model-specific comes from the model package
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -23,9 +22,9 @@ import tacotron2
 import waveglow
 from common import checkpoint as ckpt_io
 from common import distributed
-from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args
+from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args, config_file_defaults
 from common.audio import save_wav
-from common.errors import CheckpointError, UserError, first_line, run_cli
+from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
@@ -41,7 +40,7 @@ IGNORE_LAYERS_DEFAULT = ["embedding.weight"]
 def build_parser(package=None) -> argparse.ArgumentParser:
     # No abbreviations: a flag of another version that is a prefix of one of ours must not quietly set it
     # (the recipe's --grad-clip once set --grad-clip-thresh here).
-    parser = argparse.ArgumentParser(description="Train Tacotron 2 or WaveGlow", allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="train.py", description="Train Tacotron 2 or WaveGlow", allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-o", "--output", "--output-directory", "--output_directory", required=True,
                         help="folder for checkpoints, logs and plots")
@@ -126,34 +125,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
-    """--config-file: ``{"audio": {"mel-fmax": 7000.0}, ...}`` -> {dest: value}; group names are only
-    grouping, every key must be a flag of this parser."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            groups = json.load(f)
-    except (OSError, ValueError) as err:
-        parser.error(f"--config-file {path}: cannot read it as JSON ({first_line(err)})")
-    if not isinstance(groups, dict) or not all(isinstance(group, dict) for group in groups.values()):
-        parser.error(f"--config-file {path}: expected {{group: {{flag-name: value}}}}")
-    defaults = {}
-    for group_name, group in groups.items():
-        for name, value in group.items():
-            action = parser._option_string_actions.get("--" + name.lstrip("-").replace("_", "-"))
-            if action is None or action.dest == "help":
-                parser.error(f"--config-file {path}: {group_name}.{name}: not a flag of train.py")
-            try:
-                if isinstance(value, str) and action.type is not None:
-                    value = action.type(value)
-            except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
-                parser.error(f"--config-file {path}: {group_name}.{name}: {first_line(err)}")
-            if action.choices is not None and value not in action.choices:
-                parser.error(f"--config-file {path}: {group_name}.{name}: {value!r} is not one of "
-                             f"{', '.join(map(str, action.choices))}")
-            defaults[action.dest] = value
-    return defaults
-
-
 def check_args(args) -> None:
     """Flag values argparse cannot check; raises UserError before anything is loaded or written."""
     for flag, value, minimum in (("--epochs", args.epochs, 1), ("-bs/--batch-size", args.batch_size, 1),
@@ -163,20 +134,6 @@ def check_args(args) -> None:
             raise UserError(f"{flag} {value}: expected at least {minimum}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UserError(f"{args.output}: exists and is not a folder (expected an output folder for -o)")
-
-
-def check_ignore_layers(args, model) -> None:
-    """--ignore-layers names must name layers of the model: a typo would silently warm-start everything.
-    The default (embedding.weight) is exempt, as WaveGlow has no embedding."""
-    if args.ignore_layers == IGNORE_LAYERS_DEFAULT:
-        return
-    names = list(model.state_dict())
-    unknown = [layer for layer in args.ignore_layers
-               if not any(name == layer or name.startswith(layer + ".") for name in names)]
-    if unknown:
-        modules = ", ".join(sorted({name.split(".")[0] for name in names}))
-        raise UserError(f"--ignore-layers {' '.join(unknown)}: no such layer in this {args.model_name} (expected "
-                        f"state-dict names or module prefixes, e.g. embedding.weight; top-level modules: {modules})")
 
 
 def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
@@ -405,8 +362,8 @@ def train(args) -> int:
                 print(f"note: {resume_path} has already trained {start_epoch} epoch(s); nothing to do for "
                       f"--epochs {args.epochs} (raise --epochs to train on)", flush=True)
     elif warm_path:
-        check_ignore_layers(args, model)
-        fresh = warm_start(model, warm_path, args.model_name, args.ignore_layers)
+        fresh = warm_start(model, warm_path, args.model_name, args.ignore_layers,
+                           check_names=args.ignore_layers != IGNORE_LAYERS_DEFAULT)
         if dist_info.is_main:
             print(f"Warm start from {warm_path}; fresh init kept for {', '.join(fresh) or 'no layer'}", flush=True)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from common.errors import first_line
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -57,3 +60,31 @@ def audio_config_from_args(args: argparse.Namespace) -> dict:
     if getattr(args, "n_mel_channels", None) is not None:
         config["n_mel_channels"] = args.n_mel_channels
     return config
+
+
+def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
+    """--config-file: ``{"audio": {"mel-fmax": 7000.0}, ...}`` -> {dest: value}; group names are only
+    grouping, every key must be a flag of this parser."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            groups = json.load(f)
+    except (OSError, ValueError) as err:
+        parser.error(f"--config-file {path}: cannot read it as JSON ({first_line(err)})")
+    if not isinstance(groups, dict) or not all(isinstance(group, dict) for group in groups.values()):
+        parser.error(f"--config-file {path}: expected {{group: {{flag-name: value}}}}")
+    defaults = {}
+    for group_name, group in groups.items():
+        for name, value in group.items():
+            action = parser._option_string_actions.get("--" + name.lstrip("-").replace("_", "-"))
+            if action is None or action.dest == "help":
+                parser.error(f"--config-file {path}: {group_name}.{name}: not a flag of {parser.prog}")
+            try:
+                if isinstance(value, str) and action.type is not None:
+                    value = action.type(value)
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+                parser.error(f"--config-file {path}: {group_name}.{name}: {first_line(err)}")
+            if action.choices is not None and value not in action.choices:
+                parser.error(f"--config-file {path}: {group_name}.{name}: {value!r} is not one of "
+                             f"{', '.join(map(str, action.choices))}")
+            defaults[action.dest] = value
+    return defaults

@@ -87,11 +87,24 @@ def choose_warm_start(args, resume_path: str | None) -> str | None:
     return args.warm_start
 
 
-def warm_start(model, path: str, model_name: str, ignore_layers) -> list[str]:
-    """Copy `path`'s weights into `model` except the ignored layers -> the names kept at their fresh init."""
-    _, state_dict = ckpt_io.load_model_checkpoint(path, model_name)
+def warm_start(model, path: str, model_name: str, ignore_layers, check_names: bool = False) -> list[str]:
+    """Copy `path`'s weights into `model` except the ignored layers -> the names kept at their fresh init.
+
+    ``check_names``: every ignored name must name a layer (state-dict name or module prefix) of
+    `model`, since a typo would silently warm-start everything; off for the recipe's default
+    (embedding.weight), which WaveGlow does not have."""
     own = model.state_dict()
-    fresh = [name for name in own if any(name == layer or name.startswith(layer + ".") for layer in ignore_layers)]
+
+    def ignored(name: str, layer: str) -> bool:
+        return name == layer or name.startswith(layer + ".")
+
+    unknown = [layer for layer in ignore_layers if not any(ignored(name, layer) for name in own)]
+    if check_names and unknown:
+        modules = ", ".join(sorted({name.split(".")[0] for name in own}))
+        raise UserError(f"--ignore-layers {' '.join(unknown)}: no such layer in this {model_name} (expected "
+                        f"state-dict names or module prefixes, e.g. embedding.weight; top-level modules: {modules})")
+    _, state_dict = ckpt_io.load_model_checkpoint(path, model_name)
+    fresh = [name for name in own if any(ignored(name, layer) for layer in ignore_layers)]
     state_dict = {name: value for name, value in state_dict.items() if name not in fresh}
     differ = [f"{name} {list(value.shape)} in the checkpoint, {list(own[name].shape)} here"
               for name, value in state_dict.items() if name in own and value.shape != own[name].shape]
