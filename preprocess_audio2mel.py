@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from common.arguments import add_audio_args
+from common.arguments import add_audio_args, audio_args_problem
 from common.audio import load_wav
 from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --max-wav-value is ignored: 16-bit wavs are scaled by 1/32768, as in training",
               file=sys.stderr)
     try:
+        problem = audio_args_problem(args)
+        if problem:
+            raise UserError(problem)
         jobs = pair_filelists(args.wav_files, args.mel_files, args.dataset_path)
         result = preprocess(jobs, stft_kwargs_from_args(args), force=args.force,
                             num_workers=args.num_workers)

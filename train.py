@@ -22,7 +22,8 @@ import tacotron2
 import waveglow
 from common import checkpoint as ckpt_io
 from common import distributed
-from common.arguments import add_audio_args, add_bool_flag, audio_config_from_args, config_file_defaults
+from common.arguments import (add_audio_args, add_bool_flag, audio_args_problem, audio_config_from_args,
+                              config_file_defaults)
 from common.audio import save_wav
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
@@ -134,6 +135,9 @@ def check_args(args) -> None:
             raise UserError(f"{flag} {value}: expected at least {minimum}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UserError(f"{args.output}: exists and is not a folder (expected an output folder for -o)")
+    problem = audio_args_problem(args)
+    if problem:
+        raise UserError(problem)
 
 
 def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
@@ -301,6 +305,13 @@ def train(args) -> int:
                 print(f"warning: {resume_path}: the model is built from the checkpoint's config; ignoring "
                       f"{', '.join(differ)}", file=sys.stderr)
             config = stored_config
+        stored_audio = resume.get("audio") or {}
+        audio = audio_config_from_args(args)
+        differ = [f"--{key.replace('_', '-')} {audio[key]:g} (checkpoint: {stored_audio[key]:g})" for key in audio
+                  if key in stored_audio and stored_audio[key] != audio[key]]
+        if differ and dist_info.is_main:
+            print(f"warning: {resume_path}: was trained with other audio settings: {', '.join(differ)} "
+                  f"(pass the checkpoint's values to continue the same run)", file=sys.stderr)
 
     model = package.build_model(config).to(device)
     package.apply_run_options(model, args)

@@ -50,6 +50,19 @@ def add_audio_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return group
 
 
+def audio_args_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the audio flags' combination, or None: mel filters above the Nyquist
+    frequency are empty (librosa only warns), so a lower --sampling-rate needs a lower --mel-fmax."""
+    nyquist = args.sampling_rate / 2
+    if args.mel_fmax > nyquist:
+        return (f"--mel-fmax {args.mel_fmax:g} is above half of --sampling-rate {args.sampling_rate} "
+                f"({nyquist:g} Hz): the mel channels above it would be empty (expected --mel-fmax {nyquist:g} "
+                f"or lower)")
+    if not 0 <= args.mel_fmin < args.mel_fmax:
+        return f"--mel-fmin {args.mel_fmin:g}: expected at least 0 and below --mel-fmax {args.mel_fmax:g}"
+    return None
+
+
 _AUDIO_KEYS = ("max_wav_value", "sampling_rate", "filter_length", "hop_length", "win_length",
                "mel_fmin", "mel_fmax")
 

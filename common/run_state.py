@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 
 import numpy as np
@@ -69,8 +70,28 @@ def find_resume_checkpoint(args) -> str | None:
         last = checkpoint_file(args.output, args.model_name, "last")
         if os.path.exists(last):
             return last
+        # No (or a dangling) last link, e.g. a folder synced without its links, or written by a
+        # recipe version before the last link: resume from the newest numbered checkpoint rather than
+        # start from epoch 0 and overwrite it.
+        newest = newest_numbered_checkpoint(args.output, args.model_name)
+        why = "a link to a missing file" if os.path.islink(last) else "missing"
+        if newest:
+            print(f"{last}: {why}; resuming from the newest numbered checkpoint, {newest}", flush=True)
+            return newest
         print(f"No last checkpoint in {args.output} - starting from epoch 0", flush=True)
     return None
+
+
+def newest_numbered_checkpoint(output: str, model_name: str) -> str | None:
+    """``checkpoint_<model>_<epoch>.pt`` in ``output`` with the highest epoch, or None."""
+    pattern = re.compile(rf"checkpoint_{re.escape(model_name)}_(\d+)\.pt")
+    try:
+        names = os.listdir(output)
+    except OSError:
+        return None
+    epochs = [(int(match.group(1)), name) for name in names if (match := pattern.fullmatch(name))
+              and os.path.isfile(os.path.join(output, name))]
+    return os.path.join(output, max(epochs)[1]) if epochs else None
 
 
 def choose_warm_start(args, resume_path: str | None) -> str | None:

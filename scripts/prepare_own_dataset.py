@@ -34,6 +34,7 @@ from common.errors import AudioError, DataError, UserError, first_line  # noqa: 
 AUDIO_SUFFIXES = (".wav", ".flac")
 HOP_LENGTH = 256
 MAX_DECODER_STEPS = 2000  # Tacotron 2 inference default: longer clips cannot be synthesized whole
+DEFAULT_MEL_FMAX = 8000.0  # train.py's --mel-fmax; it must not exceed half the sampling rate
 
 
 @dataclass
@@ -58,15 +59,21 @@ def read_metadata(source_dir: str) -> list[Clip]:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 ({err.reason})") from None
     clips, problems, seen = [], [], {}
-    for number, line in enumerate(lines, start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
+    rows = [(number, line.rstrip("\r")) for number, line in enumerate(lines, start=1)]
+    rows = [(number, line) for number, line in rows if line.strip()]
+    # In a file of ID|transcript lines, a line of three fields is a transcript holding a '|':
+    # taking its last field would silently train on the end of the sentence only.
+    two_column = sum(line.count("|") == 1 for _, line in rows) * 2 > len(rows)
+    for number, line in rows:
         fields = line.split("|")
         where = f"{path}:{number}"
         if len(fields) not in (2, 3):
             problems.append(f"{where}: {len(fields)} fields separated by '|' "
                             f"(expected ID|transcript or ID|raw text|normalised text)")
+            continue
+        if len(fields) == 3 and two_column:
+            problems.append(f"{where}: 3 fields separated by '|', but most lines are ID|transcript "
+                            f"(a '|' inside the transcript? '|' only separates fields)")
             continue
         clip_id = fields[0].strip()
         text = next((field.strip() for field in reversed(fields[1:]) if field.strip()), "")
@@ -150,6 +157,16 @@ def _convert_one(job: tuple[str, str]) -> tuple[str, float | None, str | None]:
     return target, len(audio) / _job_rate, None
 
 
+def _converted(target: str, sampling_rate: int) -> bool:
+    """True when ``target`` is already a converted clip at this rate (a rerun with another
+    --sampling-rate into the same folder must not keep the old rate's files)."""
+    try:
+        info = soundfile.info(target)
+    except (soundfile.SoundFileError, RuntimeError, OSError):
+        return False
+    return (info.samplerate, info.channels, info.subtype) == (sampling_rate, 1, "PCM_16")
+
+
 def convert_clips(clips: list[Clip], output_dir: str, sampling_rate: int, *, force: bool = False,
                   num_workers: int = 1) -> tuple[int, int, list[float]]:
     """Write OUTPUT_DIR/wavs/ID.wav for every clip; (converted, skipped, durations of converted)."""
@@ -157,7 +174,7 @@ def convert_clips(clips: list[Clip], output_dir: str, sampling_rate: int, *, for
     jobs = []
     for clip in clips:
         target = os.path.join(output_dir, "wavs", clip.clip_id + ".wav")
-        if force or not os.path.exists(target):
+        if force or not _converted(target, sampling_rate):
             jobs.append((clip.source, target))
     skipped = len(clips) - len(jobs)
     durations, problems = [], []
@@ -250,9 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset_path = os.path.dirname(os.path.abspath(args.output_dir))
     print("filelists: " + ", ".join(written.values()))
+    audio_flags = ""
+    if args.sampling_rate != 22050:
+        audio_flags = f" --sampling-rate {args.sampling_rate}"
+        if args.sampling_rate / 2 < DEFAULT_MEL_FMAX:
+            audio_flags += f" --mel-fmax {args.sampling_rate / 2:g}"
     print("train, e.g.: python train.py -m Tacotron2 -o output -lr 1e-3 --epochs 1501 -bs 48 "
           f"-d {dataset_path} --training-files {written['train_audio']} "
-          f"--validation-files {written['val_audio']}")
+          f"--validation-files {written['val_audio']}{audio_flags}")
     return 0
 
 

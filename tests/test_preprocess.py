@@ -104,6 +104,14 @@ def test_mismatched_lists_are_rejected(tiny_copy, tmp_path):
         pre.pair_filelists([wav_list], [str(swapped)], data)
 
 
+def test_mel_fmax_above_half_the_sampling_rate_is_an_error(tiny_copy, capsys):
+    data, wav_list, mel_list = tiny_copy
+    argv = ["-d", data, "--wav-files", wav_list, "--mel-files", mel_list, "--sampling-rate", "8000"]
+    assert pre.main(argv) == 2
+    assert "--mel-fmax 8000 is above half of --sampling-rate 8000" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(data, "LJSpeech-tiny", "mels"))
+
+
 # -- scripts/prepare_own_dataset.py ------------------------------------------------------------
 
 @pytest.fixture
@@ -168,6 +176,31 @@ def test_own_dataset_problems_reported_together(own_source, tmp_path):
     assert "metadata.csv:3: no wavs/MY-002.wav" in message
     assert "metadata.csv:7: 4 fields" in message
     assert "metadata.csv:8: ID MY-001 repeats line 2" in message
+
+
+def test_own_dataset_pipe_inside_a_two_column_transcript_is_reported(own_source):
+    own = load_script("prepare_own_dataset")
+    (own_source / "metadata.csv").write_text(
+        "".join(f"MY-{i:03d}|Text {i}.\n" for i in range(5)) + "MY-005|Still he | resisted.\n")
+    with pytest.raises(DataError) as err:
+        own.read_metadata(str(own_source))
+    assert str(err.value).splitlines()[1] == (
+        f"{own_source / 'metadata.csv'}:6: 3 fields separated by '|', but most lines are ID|transcript "
+        f"(a '|' inside the transcript? '|' only separates fields)")
+
+
+def test_own_dataset_rerun_with_another_rate_reconverts_and_prints_the_rate(own_source, tmp_path, capsys):
+    own = load_script("prepare_own_dataset")
+    output = tmp_path / "datasets" / "MyVoice"
+    argv = [str(own_source), str(output), "--filelist-dir", str(tmp_path / "filelists"), "--num-workers", "1"]
+    assert own.main(argv) == 0
+    assert soundfile.info(str(output / "wavs" / "MY-000.wav")).samplerate == 22050
+    capsys.readouterr()
+    assert own.main(argv + ["--sampling-rate", "8000"]) == 0
+    assert soundfile.info(str(output / "wavs" / "MY-000.wav")).samplerate == 8000
+    printed = capsys.readouterr().out
+    assert "6 clips: 6 converted, 0 already there" in printed
+    assert printed.rstrip().endswith("--sampling-rate 8000 --mel-fmax 4000")
 
 
 def test_own_dataset_split_fraction_is_seeded():

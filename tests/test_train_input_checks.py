@@ -7,6 +7,7 @@ import torch
 
 import tacotron2
 import train
+from common.arguments import audio_config_from_args
 from common.checkpoint import save_checkpoint
 from common.errors import UserError
 from tacotron2.text_split import read_text_lines
@@ -92,6 +93,17 @@ def test_resuming_with_other_model_flags_warns_that_the_checkpoint_config_wins(s
     assert "nothing to do for --epochs 1" in captured.out
 
 
+def test_resuming_with_other_audio_flags_warns(small_checkpoint, tmp_path, capsys):
+    path, train_list = small_checkpoint
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["audio"] = audio_config_from_args(train.parse_args(tacotron2_args("unused", train_list, 1)))
+    save_checkpoint(ckpt, str(path))
+    args = tacotron2_args(tmp_path / "out", train_list, 1, "--checkpoint-path", str(path), "--mel-fmax", "7600")
+    assert train.main(args) == 0
+    assert ("was trained with other audio settings: --mel-fmax 7600 (checkpoint: 8000)"
+            in capsys.readouterr().err)
+
+
 class StopAfterTwoSteps:
     """StopRequest stand-in: a stop is requested during the second step (train.py reads it once a step)."""
 
@@ -156,3 +168,32 @@ def test_config_file_values_become_defaults_and_command_line_flags_win(tmp_path,
         with pytest.raises(SystemExit):
             train.parse_args(base)
         assert message in capsys.readouterr().err
+
+
+def test_a_mel_fmax_above_half_the_sampling_rate_is_an_error_before_anything_is_written(tmp_path, capsys):
+    # 8 kHz audio with the default --mel-fmax 8000: 17 of the 80 mel filters would be empty
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 2), 1, "--sampling-rate", "8000")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --mel-fmax 8000 is above half of --sampling-rate 8000 (4000 Hz): the mel channels "
+                   "above it would be empty (expected --mel-fmax 4000 or lower)")
+    assert not out.exists()
+
+
+def test_resume_from_last_without_a_last_link_takes_the_newest_numbered_checkpoint(tmp_path, capsys):
+    import argparse
+
+    from common.run_state import find_resume_checkpoint
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("checkpoint_Tacotron2_2.pt", "checkpoint_Tacotron2_10.pt", "checkpoint_WaveGlow_50.pt",
+                 "checkpoint_Tacotron2_11.pt.tmp"):
+        (out / name).write_bytes(b"x")
+    args = argparse.Namespace(checkpoint_path="", resume_from_last=True, output=str(out), model_name="Tacotron2")
+    assert find_resume_checkpoint(args) == str(out / "checkpoint_Tacotron2_10.pt")
+    # a last link whose target is gone (the recipe's symlink, moved or synced without it)
+    (out / "checkpoint_Tacotron2_last.pt").symlink_to(tmp_path / "gone" / "checkpoint_Tacotron2_10.pt")
+    assert find_resume_checkpoint(args) == str(out / "checkpoint_Tacotron2_10.pt")
+    assert "a link to a missing file; resuming from the newest numbered checkpoint" in capsys.readouterr().out
+    args.output = str(tmp_path / "empty")
+    assert find_resume_checkpoint(args) is None
