@@ -27,7 +27,7 @@ from common.audio import load_wav
 from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
 from common.filelists import load_filelist
-from common.mel import TacotronSTFT
+from common.mel import MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences, write_mel_settings
 
 MAX_REPORTED_FAILURES = 5
 
@@ -115,7 +115,19 @@ def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterato
 
 def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, num_workers: int = 1,
                progress: bool | None = None) -> PreprocessResult:
-    """Write every job's mel; skips files already there unless ``force``."""
+    """Write every job's mel; skips files already there unless ``force``. Each output folder gets
+    the settings (MEL_SETTINGS_FILE) first; a folder whose saved settings differ is refused unless
+    ``force``, as skipping its files would mix two kinds of mel."""
+    folders = sorted({os.path.dirname(job.mel_path) or "." for job in jobs})
+    if not force:
+        mixed = [f"{os.path.join(folder, MEL_SETTINGS_FILE)}: made with {differences}"
+                 for folder in folders if (differences := mel_settings_differences(folder, stft_kwargs))]
+        if mixed:
+            raise UserError(f"{'; '.join(mixed)} (expected the same settings as now: pass those flags, "
+                            "--force to recompute every mel with the new ones, or other --mel-files folders)")
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+        write_mel_settings(folder, stft_kwargs)
     result = PreprocessResult()
     todo = jobs if force else [job for job in jobs if not os.path.exists(job.mel_path)]
     result.skipped = len(jobs) - len(todo)

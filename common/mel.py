@@ -6,11 +6,15 @@ magnitude (power 1) spectra and natural log (reference-dle c.4).
 
 from __future__ import annotations
 
+import json
+import os
+
 import librosa
 import numpy as np
 import torch
 from torch import nn
 
+from common.checkpoint import atomic_write
 from common.errors import AudioError
 from common.stft import STFT, griffin_lim
 
@@ -91,3 +95,37 @@ class TacotronSTFT(nn.Module):
 def from_audio_config(audio: dict) -> TacotronSTFT:
     """Module-level alias of :meth:`TacotronSTFT.from_audio_config`."""
     return TacotronSTFT.from_audio_config(audio)
+
+
+# Saved mels (preprocess_audio2mel.py) are bare tensors, as the recipe's: the settings they were
+# made with live beside them, one file per folder, so that training with --load-mel-from-disk or a
+# rerun with other settings can tell instead of silently mixing two kinds of mel.
+MEL_SETTINGS_FILE = "mel_settings.json"
+MEL_SETTINGS_KEYS = ("sampling_rate", "filter_length", "hop_length", "win_length", "n_mel_channels",
+                     "mel_fmin", "mel_fmax")
+
+
+def read_mel_settings(folder: str) -> dict | None:
+    """The settings saved beside a folder's mels, or None when there is no (readable) file."""
+    try:
+        with open(os.path.join(folder, MEL_SETTINGS_FILE), encoding="utf-8") as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def write_mel_settings(folder: str, settings: dict) -> None:
+    with atomic_write(os.path.join(folder, MEL_SETTINGS_FILE)) as f:
+        f.write(json.dumps({key: settings[key] for key in MEL_SETTINGS_KEYS}, indent=1).encode())
+
+
+def mel_settings_differences(folder: str, settings: dict) -> str | None:
+    """How the folder's saved mel settings differ from ``settings`` (flag = saved value, ...), or None
+    when they agree or the folder says nothing (mels made elsewhere, e.g. by the recipe)."""
+    saved = read_mel_settings(folder)
+    if saved is None:
+        return None
+    differ = [f"--{key.replace('_', '-')} {saved[key]}" for key in MEL_SETTINGS_KEYS
+              if key in saved and saved[key] != settings[key]]
+    return ", ".join(differ) or None

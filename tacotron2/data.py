@@ -12,7 +12,7 @@ from torch import Tensor
 from common.audio import load_wav
 from common.errors import DataError, TextError, first_line
 from common.filelists import FileEntry, load_filelist, location, raise_problems, wav_problems
-from common.mel import TacotronSTFT
+from common.mel import MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences
 from tacotron2.text import text_to_sequence
 
 _MEL_SUFFIXES = (".pt", ".npy")
@@ -53,8 +53,10 @@ class TextMelDataset(torch.utils.data.Dataset):
                     self._text_problems.append(f"{source}: transcript {entry.text!r} is empty after "
                                                f"cleaning (expected text with at least one symbol)")
             self.text_ids.append(torch.tensor(ids, dtype=torch.long) if ids else None)
-        self.stft = None if load_mel_from_disk else TacotronSTFT(
-            filter_length, hop_length, win_length, n_mel_channels, sampling_rate, mel_fmin, mel_fmax)
+        self.mel_settings = {"sampling_rate": sampling_rate, "filter_length": filter_length,
+                             "hop_length": hop_length, "win_length": win_length, "n_mel_channels": n_mel_channels,
+                             "mel_fmin": mel_fmin, "mel_fmax": mel_fmax}
+        self.stft = None if load_mel_from_disk else TacotronSTFT(**self.mel_settings)
         if check:
             self.check()
 
@@ -78,6 +80,12 @@ class TextMelDataset(torch.utils.data.Dataset):
             elif not entry.path.endswith(_MEL_SUFFIXES):
                 found.append(f"{location(entry)}: {entry.path}: expected a .pt or .npy mel file "
                              f"(made by preprocess_audio2mel.py; or leave out --load-mel-from-disk)")
+        for folder in sorted({os.path.dirname(entry.path) for entry in self.entries}):
+            differences = mel_settings_differences(folder, self.mel_settings)
+            if differences:
+                found.append(f"{os.path.join(folder, MEL_SETTINGS_FILE)}: its mels were made with {differences} "
+                             f"(expected this run's audio flags; pass those, or remake the mels with "
+                             f"preprocess_audio2mel.py --force)")
         return found
 
     def check(self) -> None:

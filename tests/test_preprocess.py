@@ -14,6 +14,7 @@ import torch
 import preprocess_audio2mel as pre
 from common.errors import DataError, FilelistError
 from conftest import REPO_ROOT
+from common.mel import read_mel_settings
 from tacotron2.data import TextMelDataset
 
 TINY_TRAIN = os.path.join(REPO_ROOT, "filelists", "tiny_audio_text_train_filelist.txt")
@@ -87,8 +88,29 @@ def test_main_reports_failures_and_keeps_the_rest(tiny_copy, capsys):
     captured = capsys.readouterr()
     assert "3 written, 0 already done, 1 failed" in captured.out
     assert f"{wav_list}:1:" in captured.err and "file not found" in captured.err
-    assert len(os.listdir(os.path.join(data, "LJSpeech-tiny", "mels"))) == 3
+    assert len([name for name in os.listdir(os.path.join(data, "LJSpeech-tiny", "mels")) if name.endswith(".pt")]) == 3
     assert not [name for name in os.listdir(os.path.join(data, "LJSpeech-tiny", "mels")) if name.endswith(".tmp")]
+
+
+def test_mels_of_other_settings_are_neither_mixed_nor_trained_on(tiny_copy, capsys):
+    """The settings go beside the mels; a rerun with other settings is refused (skipping would mix two
+    kinds of mel) unless --force, and training from disk with other audio flags lists the folder."""
+    data, wav_list, mel_list = tiny_copy
+    argv = ["-d", data, "--wav-files", wav_list, "--mel-files", mel_list, "--num-workers", "1"]
+    assert pre.main(argv) == 0
+    mels = os.path.join(data, "LJSpeech-tiny", "mels")
+    assert read_mel_settings(mels) == {**STFT_KWARGS, "mel_fmin": 0.0, "mel_fmax": 8000.0}
+    assert pre.main(argv + ["--mel-fmax", "7600"]) == 2
+    err = capsys.readouterr().err
+    assert f"{os.path.join(mels, 'mel_settings.json')}: made with --mel-fmax 8000.0" in err and "--force" in err
+    with pytest.raises(DataError, match=r"its mels were made with --mel-fmax 8000\.0"):
+        TextMelDataset(mel_list, data, load_mel_from_disk=True, mel_fmax=7600.0)
+    TextMelDataset(mel_list, data, load_mel_from_disk=True)  # the same settings: fine
+    before = torch.load(os.path.join(data, open(mel_list).readline().split("|")[0]), weights_only=True)
+    assert pre.main(argv + ["--mel-fmax", "7600", "--force"]) == 0
+    assert read_mel_settings(mels)["mel_fmax"] == 7600.0
+    after = TextMelDataset(mel_list, data, load_mel_from_disk=True, mel_fmax=7600.0)[0][1]
+    assert after.shape == before.shape and not torch.equal(after, before)
 
 
 def test_mismatched_lists_are_rejected(tiny_copy, tmp_path):
