@@ -140,6 +140,59 @@ def check_args(args) -> None:
         raise UserError(problem)
 
 
+def open_resume_checkpoint(path: str, args, config: dict, warn: bool) -> tuple[dict, dict]:
+    """(the checkpoint, the model config to build): the checkpoint's own, since a resumed run goes on
+    with the model it trained; flags that say otherwise, model or audio, are named in a warning."""
+    resume = ckpt_io.load_checkpoint(path)
+    found = resume.get("model_name") or ckpt_io.model_name_of_state_dict(resume["state_dict"])
+    if found and found != args.model_name:
+        raise CheckpointError(f"{path}: is a {found} checkpoint, expected {args.model_name}")
+    stored_config = resume.get("config") or config
+    differ = [f"{key} {config[key]} (checkpoint: {stored_config[key]})" for key in config
+              if key in stored_config and stored_config[key] != config[key]]
+    if differ and warn:
+        print(f"warning: {path}: the model is built from the checkpoint's config; ignoring "
+              f"{', '.join(differ)}", file=sys.stderr)
+    stored_audio, audio = resume.get("audio") or {}, audio_config_from_args(args)
+    differ = [f"--{key.replace('_', '-')} {audio[key]:g} (checkpoint: {stored_audio[key]:g})" for key in audio
+              if key in stored_audio and stored_audio[key] != audio[key]]
+    if differ and warn:
+        print(f"warning: {path}: was trained with other audio settings: {', '.join(differ)} "
+              f"(pass the checkpoint's values to continue the same run)", file=sys.stderr)
+    return resume, stored_config
+
+
+def restore_training_state(resume: dict, path: str, model, optimizer, scaler, args,
+                           dist_info) -> tuple[int, int, int, tuple[float, int]]:
+    """Model, optimizer, scaler and RNG from the checkpoint -> (start epoch, iteration, utterances of
+    that epoch already consumed, their (loss sum, steps)); a run stopped mid-epoch goes on inside it."""
+    model.load_state_dict(ckpt_io.strip_module_prefix(resume["state_dict"]))
+    if "optimizer" in resume:
+        optimizer.load_state_dict(resume["optimizer"])
+    if resume.get("scaler"):
+        scaler.load_state_dict(resume["scaler"])
+    saved_sampler = resume.get("sampler", {})
+    consumed = saved_sampler.get("consumed", 0)
+    resumed_loss = (0.0, 0)
+    if consumed:
+        resumed_loss = (float(saved_sampler.get("epoch_loss_sum", 0.0)), int(saved_sampler.get("epoch_loss_steps", 0)))
+        if saved_sampler.get("sort_pool", 0) != args.length_sort_pool and dist_info.is_main:
+            print(f"warning: {path} stopped mid-epoch with --length-sort-pool {saved_sampler.get('sort_pool', 0)}; "
+                  f"finishing that epoch with {args.length_sort_pool} repeats or skips some of its utterances",
+                  file=sys.stderr)
+    start_epoch = resume["epoch"] if consumed else resume["epoch"] + 1
+    iteration = resume.get("iteration", 0)
+    rng_states = resume.get("rng")
+    if rng_states:
+        set_rng_state(rng_states[dist_info.rank % len(rng_states)])
+    if dist_info.is_main:
+        print(f"Resumed from {path}: epoch {start_epoch}, iteration {iteration}", flush=True)
+        if start_epoch >= args.epochs:
+            print(f"note: {path} has already trained {start_epoch} epoch(s); nothing to do for "
+                  f"--epochs {args.epochs} (raise --epochs to train on)", flush=True)
+    return start_epoch, iteration, consumed, resumed_loss
+
+
 def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
     """The recipe's epoch-based annealing; factor 0.3 alternates 0.3 and 0.1 steps."""
     if not anneal_steps:
@@ -290,28 +343,9 @@ def train(args) -> int:
     random.seed(args.seed + dist_info.rank)
     resume_path = find_resume_checkpoint(args)
     warm_path = choose_warm_start(args, resume_path)
-    resume = None
-    config = package.config_from_args(args)
+    resume, config = None, package.config_from_args(args)
     if resume_path:
-        resume = ckpt_io.load_checkpoint(resume_path)
-        found = resume.get("model_name") or ckpt_io.model_name_of_state_dict(resume["state_dict"])
-        if found and found != args.model_name:
-            raise CheckpointError(f"{resume_path}: is a {found} checkpoint, expected {args.model_name}")
-        stored_config = resume.get("config")
-        if stored_config:
-            differ = [f"{key} {config[key]} (checkpoint: {stored_config[key]})" for key in config
-                      if key in stored_config and stored_config[key] != config[key]]
-            if differ and dist_info.is_main:
-                print(f"warning: {resume_path}: the model is built from the checkpoint's config; ignoring "
-                      f"{', '.join(differ)}", file=sys.stderr)
-            config = stored_config
-        stored_audio = resume.get("audio") or {}
-        audio = audio_config_from_args(args)
-        differ = [f"--{key.replace('_', '-')} {audio[key]:g} (checkpoint: {stored_audio[key]:g})" for key in audio
-                  if key in stored_audio and stored_audio[key] != audio[key]]
-        if differ and dist_info.is_main:
-            print(f"warning: {resume_path}: was trained with other audio settings: {', '.join(differ)} "
-                  f"(pass the checkpoint's values to continue the same run)", file=sys.stderr)
+        resume, config = open_resume_checkpoint(resume_path, args, config, warn=dist_info.is_main)
 
     model = package.build_model(config).to(device)
     package.apply_run_options(model, args)
@@ -345,33 +379,12 @@ def train(args) -> int:
         raise UserError(f"{args.training_files}: {len(trainset)} utterances are fewer than one global batch "
                         f"({args.batch_size} x {dist_info.world_size} processes)")
 
-    start_epoch, iteration, consumed = 0, 0, 0
-    resumed_loss = (0.0, 0)  # the stopped epoch's (loss sum, steps) before the stop
+    # where the run starts: epoch, iteration, utterances of that epoch already trained on, and their
+    # (loss sum, steps) for the epoch's mean
+    start_epoch, iteration, consumed, resumed_loss = 0, 0, 0, (0.0, 0)
     if resume is not None:
-        model.load_state_dict(ckpt_io.strip_module_prefix(resume["state_dict"]))
-        if "optimizer" in resume:
-            optimizer.load_state_dict(resume["optimizer"])
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        saved_sampler = resume.get("sampler", {})
-        consumed = saved_sampler.get("consumed", 0)
-        if consumed:
-            resumed_loss = (float(saved_sampler.get("epoch_loss_sum", 0.0)),
-                            int(saved_sampler.get("epoch_loss_steps", 0)))
-        if consumed and saved_sampler.get("sort_pool", 0) != args.length_sort_pool and dist_info.is_main:
-            print(f"warning: {resume_path} stopped mid-epoch with --length-sort-pool "
-                  f"{saved_sampler.get('sort_pool', 0)}; finishing that epoch with {args.length_sort_pool} "
-                  f"repeats or skips some of its utterances", file=sys.stderr)
-        start_epoch = resume["epoch"] if consumed else resume["epoch"] + 1
-        iteration = resume.get("iteration", 0)
-        rng_states = resume.get("rng")
-        if rng_states:
-            set_rng_state(rng_states[dist_info.rank % len(rng_states)])
-        if dist_info.is_main:
-            print(f"Resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}", flush=True)
-            if start_epoch >= args.epochs:
-                print(f"note: {resume_path} has already trained {start_epoch} epoch(s); nothing to do for "
-                      f"--epochs {args.epochs} (raise --epochs to train on)", flush=True)
+        start_epoch, iteration, consumed, resumed_loss = restore_training_state(
+            resume, resume_path, model, optimizer, scaler, args, dist_info)
     elif warm_path:
         fresh = warm_start(model, warm_path, args.model_name, args.ignore_layers,
                            check_names=args.ignore_layers != IGNORE_LAYERS_DEFAULT)
