@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=8, help="lines decoded together")
     add("--seed", type=int, default=1234, help="same seed and batch size, same audio")
     add("--include-warmup", action="store_true", help="3 untimed warm-up runs first")
-    add("--log-file", default="nvlog.json", help="JSON log, joined to --output as the recipe does (an absolute path is kept)")
+    add("--log-file", default="nvlog.json",
+        help="JSON log, joined to --output as the recipe does (an absolute path is kept)")
     add("--save-alignments", action="store_true", help="also write alignment_<i>.png")
     add("--max-decoder-steps", type=int, help="override the checkpoint's limit on mel frames per decode")
     add("--text-cleaners", nargs="+", default=["english_cleaners"])
