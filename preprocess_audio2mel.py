@@ -27,7 +27,8 @@ from common.audio import load_wav
 from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
 from common.filelists import load_filelist
-from common.mel import MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences, write_mel_settings
+from common.mel import (MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences, read_mel_settings,
+                        write_mel_settings)
 
 MAX_REPORTED_FAILURES = 5
 
@@ -93,16 +94,16 @@ def _init_worker(stft_kwargs: dict, pool_worker: bool = True) -> None:
     _worker_rate = stft_kwargs["sampling_rate"]
 
 
-def _run_job(job: MelJob) -> str | None:
-    """Compute and save one mel; a user-facing problem comes back as text, not an exception."""
+def _run_job(job: MelJob) -> tuple[str, str | None]:
+    """Compute and save one mel -> (its path, None or the user-facing problem as text)."""
     try:
         save_mel(compute_mel(job.wav_path, _worker_stft, _worker_rate), job.mel_path)
     except UserError as err:
-        return f"{job.where}: {err}"
-    return None
+        return job.mel_path, f"{job.where}: {err}"
+    return job.mel_path, None
 
 
-def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterator[str | None]:
+def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterator[tuple[str, str | None]]:
     if num_workers <= 1 or len(todo) <= 1:
         _init_worker(stft_kwargs, pool_worker=False)
         yield from map(_run_job, todo)
@@ -115,32 +116,55 @@ def _results(todo: list[MelJob], stft_kwargs: dict, num_workers: int) -> Iterato
 
 def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, num_workers: int = 1,
                progress: bool | None = None) -> PreprocessResult:
-    """Write every job's mel; skips files already there unless ``force``. Each output folder gets
-    the settings (MEL_SETTINGS_FILE) first; a folder whose saved settings differ is refused unless
-    ``force``, as skipping its files would mix two kinds of mel."""
-    folders = sorted({os.path.dirname(job.mel_path) or "." for job in jobs})
-    if not force:
-        mixed = [f"{os.path.join(folder, MEL_SETTINGS_FILE)}: made with {differences}"
-                 for folder in folders if (differences := mel_settings_differences(folder, stft_kwargs))]
-        if mixed:
-            raise UserError(f"{'; '.join(mixed)} (expected the same settings as now: pass those flags, "
-                            "--force to recompute every mel with the new ones, or other --mel-files folders)")
-    for folder in folders:
-        os.makedirs(folder, exist_ok=True)
-        write_mel_settings(folder, stft_kwargs)
+    """Write every job's mel; skips files already there unless ``force``. A folder whose saved
+    settings (MEL_SETTINGS_FILE) differ is refused unless ``force``, as skipping its files would mix
+    two kinds of mel; afterwards :func:`record_settings` says what each folder now holds."""
+    folders = sorted({os.path.dirname(job.mel_path) for job in jobs})
+    differing = {folder: differences for folder in folders
+                 if (differences := mel_settings_differences(folder, stft_kwargs))}
+    if differing and not force:
+        raise UserError("; ".join(f"{os.path.join(folder or '.', MEL_SETTINGS_FILE)}: made with {differences}"
+                                  for folder, differences in differing.items())
+                        + " (expected the same settings as now: pass those flags, --force to recompute every "
+                          "mel with the new ones, or other --mel-files folders)")
     result = PreprocessResult()
     todo = jobs if force else [job for job in jobs if not os.path.exists(job.mel_path)]
     result.skipped = len(jobs) - len(todo)
+    written = set()
     # disable=None: a bar on a terminal only, not in CI logs
     bar = tqdm(total=len(todo), unit="mel", disable=None if progress is None else not progress)
-    for failure in _results(todo, stft_kwargs, num_workers):
+    for mel_path, failure in _results(todo, stft_kwargs, num_workers):
         if failure is None:
             result.written += 1
+            written.add(os.path.abspath(mel_path))
         else:
             result.failures.append(failure)
         bar.update(1)
     bar.close()
+    for folder in folders:
+        record_settings(folder, stft_kwargs, written, had_these_settings=folder not in differing
+                        and read_mel_settings(folder) is not None)
     return result
+
+
+def record_settings(folder: str, stft_kwargs: dict, written: set[str], had_these_settings: bool) -> None:
+    """Stamp the folder with this run's settings only when every mel in it is known to have them
+    (made now, or the folder said so already); otherwise leave no stamp that could vouch for mels of
+    other settings, and say why."""
+    if had_these_settings:
+        return
+    present = {os.path.abspath(os.path.join(folder, name)) for name in os.listdir(folder or ".")
+               if name.endswith((".pt", ".npy"))} if os.path.isdir(folder or ".") else set()
+    settings_path = os.path.join(folder or ".", MEL_SETTINGS_FILE)
+    if present and present <= written:
+        write_mel_settings(folder or ".", stft_kwargs)
+        return
+    if os.path.exists(settings_path):
+        os.remove(settings_path)  # its mels were only partly remade: the folder mixes two settings
+    unknown = len(present - written)
+    if unknown:
+        print(f"warning: {folder or '.'}: {unknown} mel(s) not made by this run, with settings nobody recorded, "
+              f"so {MEL_SETTINGS_FILE} is not written (--force remakes them with these settings)", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -270,7 +270,10 @@ def autocast_context(args, device: torch.device):
     return nullcontext()
 
 
-def make_loader(dataset, sampler, package, args, device) -> DataLoader:
+def make_loader(dataset, sampler, package, args, device, seed: int) -> DataLoader:
+    """``seed``: the loader's own generator (its workers' seeds). Without one, starting to iterate
+    draws from the global RNG, which a run resumed mid-epoch would draw twice, and its dropout and
+    crops would then differ from those of the run it continues."""
     # No pinning thread with --cuda-graphs: a graph capture in the main thread fails when another
     # thread makes CUDA calls meanwhile, and entering a capture empties the pinned-memory cache the
     # thread would then allocate from.
@@ -278,7 +281,13 @@ def make_loader(dataset, sampler, package, args, device) -> DataLoader:
     return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
                       collate_fn=package.collate_fn, pin_memory=pin_memory,
                       drop_last=sampler.drop_last, persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
+
+
+def loader_seed(args, epoch: int, rank: int, validation: bool = False) -> int:
+    """A seed of its own for every (run seed, epoch, rank, train/validation) loader."""
+    return ((args.seed * 100_003 + epoch) * 2 + validation) * 1_009 + rank
 
 
 def make_profiler(args, dist_info, device, logger) -> StepProfiler:
@@ -416,11 +425,11 @@ def train(args) -> int:
     epoch, stopped_after = start_epoch, 0
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, consumed)
-        loss_before, steps_before = resumed_loss if consumed else (0.0, 0)  # a resumed epoch's earlier steps
+        # a resumed epoch's mean loss counts the steps before the stop too, summed in the same order
+        epoch_loss, epoch_steps = resumed_loss if consumed else (0.0, 0)
         consumed = 0
-        loader = make_loader(trainset, sampler, package, args, device)
+        loader = make_loader(trainset, sampler, package, args, device, loader_seed(args, epoch, dist_info.rank))
         epoch_start = time.perf_counter()
-        epoch_loss, epoch_steps = 0.0, 0
         # [items, mels, seconds, steps] of the steps without and with one-time work (a CUDA graph
         # capture): the throughput counts the former
         step_totals = {False: [0, 0, 0.0, 0], True: [0, 0, 0.0, 0]}
@@ -501,11 +510,13 @@ def train(args) -> int:
         epoch_time = time.perf_counter() - epoch_start
         # an epoch of nothing but one-time work reports the throughput of those steps
         epoch_items, epoch_mels, epoch_step_time, _ = step_totals[not step_totals[False][3]]
+        new_steps = step_totals[False][3] + step_totals[True][3]
         if profiler is not None:
             profiler.epoch_end()
-        # The mean over the whole epoch, also when it was resumed mid-way; speed only of this run's steps.
-        epoch_data = {"train_epoch_avg_loss": (loss_before + epoch_loss) / max(steps_before + epoch_steps, 1)}
-        if epoch_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
+        # The mean loss over the whole epoch (also when resumed mid-way; finite losses only); the speed
+        # of this run's steps.
+        epoch_data = {"train_epoch_avg_loss": epoch_loss / epoch_steps} if epoch_steps else {}
+        if new_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
             epoch_data.update({"train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
                                "epoch_time": epoch_time})
             if epoch_mels:
@@ -513,14 +524,16 @@ def train(args) -> int:
             if step_totals[True][3]:
                 epoch_data.update({"train_epoch_one_time_work_steps": step_totals[True][3],
                                    "train_epoch_one_time_work_time": step_totals[True][2]})
-        if epoch_steps or steps_before:
+        if epoch_data:
             logger.log([epoch], epoch_data)
 
-        val_loader = make_loader(valset, val_sampler, package, args, device)
+        val_loader = make_loader(valset, val_sampler, package, args, device,
+                                 loader_seed(args, epoch, dist_info.rank, validation=True))
         val_means, first_val = validate(train_model, loss_fn, val_loader, package, args, device)
         logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
+        epoch_loss_scalar = {"train/epoch_loss": epoch_data["train_epoch_avg_loss"]} if epoch_steps else {}
         logger.scalars(iteration, {**{f"val/{name}": value for name, value in val_means.items()},
-                                   "train/epoch_loss": epoch_data["train_epoch_avg_loss"]})
+                                   **epoch_loss_scalar})
         if dist_info.is_main and first_val is not None and args.bench_class != "perf-train":
             write_validation_report(package, model, first_val, args, device, epoch, iteration, logger)
 
@@ -543,7 +556,7 @@ def train(args) -> int:
             save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
                                      scaler=scaler, epoch=epoch, iteration=iteration, consumed=stopped_after,
                                      rng_states=states, link_last=False,
-                                     epoch_loss=(loss_before + epoch_loss, steps_before + epoch_steps))
+                                     epoch_loss=(epoch_loss, epoch_steps))
             print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
                   f"{path}. Continue with --resume-from-last.", flush=True)
     logger.log([], {"run_time": time.perf_counter() - run_start})

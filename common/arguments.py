@@ -77,7 +77,8 @@ def audio_config_from_args(args: argparse.Namespace) -> dict:
 
 def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     """--config-file: ``{"audio": {"mel-fmax": 7000.0}, ...}`` -> {dest: value}; group names are only
-    grouping, every key must be a flag of this parser."""
+    grouping, every key must be an optional flag of this parser (required ones stay on the command
+    line), and each value is checked as argparse would check it on the command line."""
     try:
         with open(path, encoding="utf-8") as f:
             groups = json.load(f)
@@ -88,16 +89,39 @@ def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     defaults = {}
     for group_name, group in groups.items():
         for name, value in group.items():
+            where = f"--config-file {path}: {group_name}.{name}"
             action = parser._option_string_actions.get("--" + name.lstrip("-").replace("_", "-"))
-            if action is None or action.dest == "help":
-                parser.error(f"--config-file {path}: {group_name}.{name}: not a flag of {parser.prog}")
+            if action is None or action.dest in ("help", "config_file"):
+                parser.error(f"{where}: not a flag of {parser.prog}")
+            if action.required:
+                parser.error(f"{where}: give {action.option_strings[0]} on the command line")
             try:
-                if isinstance(value, str) and action.type is not None:
-                    value = action.type(value)
+                defaults[action.dest] = _config_value(action, value)
             except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
-                parser.error(f"--config-file {path}: {group_name}.{name}: {first_line(err)}")
-            if action.choices is not None and value not in action.choices:
-                parser.error(f"--config-file {path}: {group_name}.{name}: {value!r} is not one of "
-                             f"{', '.join(map(str, action.choices))}")
-            defaults[action.dest] = value
+                parser.error(f"{where}: {first_line(err)}")
     return defaults
+
+
+def _config_value(action: argparse.Action, value: Any) -> Any:
+    """A JSON value as the flag's value: a switch takes a boolean, a list flag a list (or a string of
+    space-separated items), and strings go through the flag's type."""
+    def convert(item: Any) -> Any:
+        if isinstance(item, (list, dict)):
+            raise TypeError(f"{item!r}: expected a single value")
+        if action.type is not None and (isinstance(item, str) or action.type in (int, float)):
+            item = action.type(item)
+        if action.choices is not None and item not in action.choices:
+            raise ValueError(f"{item!r} is not one of {', '.join(map(str, action.choices))}")
+        return item
+
+    if action.nargs == 0:  # store_true / store_false
+        flag = str2bool(value) if isinstance(value, str) else value
+        if not isinstance(flag, bool):
+            raise TypeError(f"{value!r}: expected true or false")
+        return flag if action.const is True else not flag
+    if action.nargs in ("*", "+") or isinstance(action.nargs, int):
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise TypeError(f"{value!r}: expected a list")
+        return [convert(item) for item in items]
+    return convert(value)

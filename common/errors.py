@@ -44,19 +44,21 @@ class InputWarning(UserWarning):
 
 
 def run_cli(entry_point: Callable[..., int], *args: Any) -> int:
-    """Run a command's body: a UserError becomes one `error:` line on stderr and exit code 2."""
-    default_show = warnings.showwarning
+    """Run a command's body: a UserError becomes one `error:` line on stderr and exit code 2, and an
+    InputWarning is shown as one `warning:` line. Only the formatting changes, so code that records
+    warnings (pytest.warns, catch_warnings(record=True)) still sees them."""
+    default_format = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def one_line(message, category, filename, lineno, line=None):
         if issubclass(category, InputWarning):
-            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
-        else:
-            default_show(message, category, filename, lineno, file, line)
+            return f"warning: {message}\n"
+        return default_format(message, category, filename, lineno, line)
 
+    warnings.formatwarning = one_line
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show
-            return entry_point(*args)
+        return entry_point(*args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = default_format

@@ -135,7 +135,10 @@ def mean_throughput(run: Run, key: str = "train_epoch_items/sec") -> float | Non
         kept = [v for e, v in per_epoch.items() if e != first] if len(per_epoch) > 1 else list(per_epoch.values())
         return mean(kept)
     iter_key = key.replace("train_epoch_", "train_iter_")
-    per_iter = [(epoch, values[iter_key]) for epoch, _, values in run.iterations if iter_key in values]
+    records = [(epoch, values) for epoch, _, values in run.iterations if iter_key in values]
+    # steps that captured CUDA graphs are not throughput, unless they are all there is
+    records = [r for r in records if "train_iter_one_time_work" not in r[1]] or records
+    per_iter = [(epoch, values[iter_key]) for epoch, values in records]
     if not per_iter:
         return None
     first = min(epoch for epoch, _ in per_iter)

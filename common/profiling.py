@@ -138,8 +138,9 @@ class StepProfiler:
         one_time_work = one_time_work_count() - self._one_time_work_before
         if one_time_work:
             summary["profile_one_time_work"] = float(one_time_work)
-            lines.append(f"note: {one_time_work} one-time task(s) (CUDA graph captures) ran in the window and "
-                         "are in its numbers; a later window (--profile-skip) leaves them out")
+            lines.append(f"note: {one_time_work} one-time task(s) (CUDA graph captures) ran on this rank in the "
+                         "window and are in its numbers (other ranks' captures are not counted here); a later "
+                         "window (--profile-skip) leaves them out")
         if self.device.type == "cuda":
             kernels = device_kernels(profiler.events())
             device_time = busy_seconds(kernels) / steps

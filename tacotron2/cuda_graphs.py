@@ -138,7 +138,8 @@ def graphed_teacher_forcing(decoder, memory: Tensor, mels: Tensor, memory_length
     def run(memory: Tensor, mels: Tensor, memory_lengths: Tensor):
         key = (tuple(memory.shape), tuple(mels.shape), memory.dtype, mels.dtype, memory.requires_grad,
                torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"),
-               decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout)
+               decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout,
+               tuple(p.data_ptr() for p in decoder.parameters()))  # .to()/.half() give new storage
         if key not in graphed:
             # static inputs of the bucket's shape; the lengths are real ones (no all-masked row)
             sample = (torch.zeros_like(memory).requires_grad_(memory.requires_grad), torch.zeros_like(mels),

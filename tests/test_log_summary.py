@@ -56,6 +56,11 @@ def test_single_epoch_and_iteration_fallback():
              'DLLL {"type": "LOG", "step": [1, 0], "data": {"train_iter_items/sec": 4.0}}',
              'DLLL {"type": "LOG", "step": [1, 1], "data": {"train_iter_items/sec": 6.0}}']
     assert ls.mean_throughput(ls.parse_lines(lines)) == 5.0
+    # a step that captured CUDA graphs is left out, unless there is nothing else
+    capture = ('DLLL {"type": "LOG", "step": [1, 2], '
+               '"data": {"train_iter_items/sec": 0.5, "train_iter_one_time_work": 1}}')
+    assert ls.mean_throughput(ls.parse_lines(lines + [capture])) == 5.0
+    assert ls.mean_throughput(ls.parse_lines([capture])) == 0.5
 
 
 def seed_style_runs(tmp_path):

@@ -113,6 +113,26 @@ def test_mels_of_other_settings_are_neither_mixed_nor_trained_on(tiny_copy, caps
     assert after.shape == before.shape and not torch.equal(after, before)
 
 
+def test_settings_are_recorded_only_for_mels_known_to_have_them(tiny_copy, capsys):
+    data, wav_list, mel_list = tiny_copy
+    argv = ["-d", data, "--wav-files", wav_list, "--mel-files", mel_list, "--num-workers", "1"]
+    mels = os.path.join(data, "LJSpeech-tiny", "mels")
+    assert pre.main(argv + ["--sampling-rate", "16000", "--mel-fmax", "7000"]) == 2  # every wav is 22050 Hz
+    assert read_mel_settings(mels) is None  # nothing made: nothing recorded, a corrected rerun is not refused
+    assert pre.main(argv) == 0
+    os.remove(os.path.join(mels, "mel_settings.json"))  # mels of unknown settings (e.g. the recipe's)
+    capsys.readouterr()
+    assert pre.main(argv + ["--mel-fmax", "7600"]) == 0  # all skipped
+    assert read_mel_settings(mels) is None
+    assert "4 mel(s) not made by this run" in capsys.readouterr().err
+    first = os.path.join(data, open(mel_list).readline().split("|")[0])
+    os.remove(first)
+    assert pre.main(argv + ["--mel-fmax", "7600"]) == 0  # one remade, three of unknown settings
+    assert read_mel_settings(mels) is None
+    assert pre.main(argv + ["--mel-fmax", "7600", "--force"]) == 0
+    assert read_mel_settings(mels)["mel_fmax"] == 7600.0
+
+
 def test_mismatched_lists_are_rejected(tiny_copy, tmp_path):
     data, wav_list, mel_list = tiny_copy
     short = tmp_path / "short.txt"

@@ -116,19 +116,22 @@ class StopAfterTwoSteps:
         return self.reads >= 2
 
 
-def test_a_resumed_epoch_logs_the_mean_loss_of_all_its_steps(tmp_path, monkeypatch):
+def test_a_run_stopped_mid_epoch_and_resumed_logs_what_an_uninterrupted_run_logs(tmp_path, monkeypatch):
+    """The same losses step by step (dropout draws included) and the same mean loss of the epoch
+    that was cut in two."""
     train_list = tiny_filelist(tmp_path, 6)  # batch 2: three steps an epoch
-    out = tmp_path / "out"
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert train.main(tacotron2_args(whole, train_list, 2)) == 0
     with monkeypatch.context() as patch:
         patch.setattr(train, "StopRequest", StopAfterTwoSteps)
-        assert train.main(tacotron2_args(out, train_list, 1)) == 0
-    assert train.main(tacotron2_args(out, train_list, 1, "--resume-from-last")) == 0
-    log = read_log(out / "nvlog.json")
-    losses = values(log, "train_iter_loss")
-    assert [step for step, _ in losses] == [(0, 0), (0, 1), (0, 2)]
-    epoch_means = values(log, "train_epoch_avg_loss")
-    assert [step for step, _ in epoch_means] == [(0,)]
-    assert epoch_means[0][1] == pytest.approx(sum(v for _, v in losses) / 3)
+        assert train.main(tacotron2_args(split, train_list, 2)) == 0
+    assert train.main(tacotron2_args(split, train_list, 2, "--resume-from-last")) == 0
+    whole_log, split_log = read_log(whole / "nvlog.json"), read_log(split / "nvlog.json")
+    losses = values(split_log, "train_iter_loss")
+    assert [step for step, _ in losses] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    for key in ("train_iter_loss", "train_epoch_avg_loss", "val_loss"):
+        assert values(split_log, key) == values(whole_log, key), key
+    assert values(split_log, "train_epoch_avg_loss")[0][1] == pytest.approx(sum(v for _, v in losses[:3]) / 3)
 
 
 def test_inference_input_that_is_a_folder_is_named_as_such(tmp_path):
@@ -159,10 +162,23 @@ def test_config_file_values_become_defaults_and_command_line_flags_win(tmp_path,
     args = train.parse_args(base)
     assert (args.mel_fmax, args.sampling_rate, args.anneal_factor, args.weight_decay) == (7000.0, 16000, 0.3, 0)
     assert train.parse_args(base + ["--mel-fmax", "8000"]).mel_fmax == 8000.0
+    # switches take booleans (the string "false" too), list flags lists or space-separated strings
+    config.write_text('{"run": {"amp": "false", "cudnn-benchmark": "true", "anneal-steps": "500 1000", '
+                      '"text-cleaners": "basic_cleaners", "load-mel-from-disk": false}}', encoding="utf-8")
+    args = train.parse_args(base)
+    assert (args.fp16_run, args.cudnn_benchmark, args.anneal_steps, args.text_cleaners, args.load_mel_from_disk) == (
+        False, True, ["500", "1000"], ["basic_cleaners"], False)
+    assert train.learning_rate_at(0, 1e-3, args.anneal_steps, 0.1) == 1e-3
+    config.write_text('{"run": {"amp": true, "anneal-steps": [500, 1000]}}', encoding="utf-8")
+    args = train.parse_args(base)
+    assert args.fp16_run is True and train.learning_rate_at(1000, 1e-3, args.anneal_steps, 0.1) == pytest.approx(1e-5)
     for text, message in (('{"audio": {"mel-fmaks": 1}}', "audio.mel-fmaks: not a flag of train.py"),
                           ('{"training": {"anneal-factor": 0.2}}', "0.2 is not one of 0.1, 0.3"),
                           ('{"audio": {"hop-length": "wide"}}', "audio.hop-length: invalid literal"),
                           ('{"audio": 1}', "expected {group: {flag-name: value}}"),
+                          ('{"run": {"epochs": 3}}', "run.epochs: give --epochs on the command line"),
+                          ('{"run": {"amp": "maybe"}}', "run.amp:"),
+                          ('{"run": {"anneal-steps": {"a": 1}}}', "expected a list"),
                           ('{"audio": ', "cannot read it as JSON")):
         config.write_text(text, encoding="utf-8")
         with pytest.raises(SystemExit):
