@@ -285,9 +285,15 @@ def make_loader(dataset, sampler, package, args, device, seed: int) -> DataLoade
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
 
 
+def epoch_seed(args, epoch: int, validation: bool = False) -> int:
+    """A seed of its own for every (run seed, epoch, train/validation): for per-item randomness
+    (datasets with ``set_epoch``, e.g. WaveGlow's crops), the same on every rank."""
+    return (args.seed * 100_003 + epoch) * 2 + validation
+
+
 def loader_seed(args, epoch: int, rank: int, validation: bool = False) -> int:
     """A seed of its own for every (run seed, epoch, rank, train/validation) loader."""
-    return ((args.seed * 100_003 + epoch) * 2 + validation) * 1_009 + rank
+    return epoch_seed(args, epoch, validation) * 1_009 + rank
 
 
 def make_profiler(args, dist_info, device, logger) -> StepProfiler:
@@ -428,6 +434,9 @@ def train(args) -> int:
         # a resumed epoch's mean loss counts the steps before the stop too, summed in the same order
         epoch_loss, epoch_steps = resumed_loss if consumed else (0.0, 0)
         consumed = 0
+        for dataset, validation in ((trainset, False), (valset, True)):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch_seed(args, epoch, validation))
         loader = make_loader(trainset, sampler, package, args, device, loader_seed(args, epoch, dist_info.rank))
         epoch_start = time.perf_counter()
         # [items, mels, seconds, steps] of the steps without and with one-time work (a CUDA graph

@@ -11,7 +11,7 @@ from common.arguments import audio_config_from_args
 from common.checkpoint import save_checkpoint
 from common.errors import UserError
 from tacotron2.text_split import read_text_lines
-from training_helpers import read_log, tacotron2_args, tiny_filelist, values
+from training_helpers import read_log, tacotron2_args, tiny_filelist, values, waveglow_args, write_noise_clips
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -132,6 +132,23 @@ def test_a_run_stopped_mid_epoch_and_resumed_logs_what_an_uninterrupted_run_logs
     for key in ("train_iter_loss", "train_epoch_avg_loss", "val_loss"):
         assert values(split_log, key) == values(whole_log, key), key
     assert values(split_log, "train_epoch_avg_loss")[0][1] == pytest.approx(sum(v for _, v in losses[:3]) / 3)
+
+
+def test_waveglow_crops_survive_a_mid_epoch_resume_whatever_the_loader_workers(tmp_path, monkeypatch):
+    """Clips longer than the segment, so every step crops at random: an uninterrupted run without
+    loader workers and one stopped mid-epoch and resumed with two workers train on the same crops."""
+    filelist = write_noise_clips(tmp_path / "clips", n_clips=6, n_samples=4096)
+    common = (tmp_path / "clips", filelist, 2, 2, 2048)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert train.main(waveglow_args(whole, *common)) == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "StopRequest", StopAfterTwoSteps)
+        assert train.main(waveglow_args(split, *common, "--num-workers", "2")) == 0
+    assert train.main(waveglow_args(split, *common, "--num-workers", "2", "--resume-from-last")) == 0
+    whole_log, split_log = read_log(whole / "nvlog.json"), read_log(split / "nvlog.json")
+    assert len(values(split_log, "train_iter_loss")) == 6
+    for key in ("train_iter_loss", "train_epoch_avg_loss", "val_loss"):
+        assert values(split_log, key) == values(whole_log, key), key
 
 
 def test_inference_input_that_is_a_folder_is_named_as_such(tmp_path):

@@ -17,8 +17,8 @@ from common.mel import TacotronSTFT
 class MelAudioDataset(torch.utils.data.Dataset):
     """Items ``(mel [n_mel_channels, 1 + segment_length // hop], audio [segment_length])``.
 
-    Only the path column of the filelist is used. Each access crops a fresh random segment with
-    the torch RNG (so ``torch.manual_seed`` and DataLoader worker seeding control it); clips shorter
+    Only the path column of the filelist is used. Each access crops a random segment: drawn from the
+    torch RNG, or after :meth:`set_epoch` from the epoch's seed and the item's index; clips shorter
     than a segment are zero-padded at the end, never dropped. Unless ``check=False``, every wav
     header is checked up front and all problems are raised together in one ``DataError``.
     """
@@ -37,6 +37,7 @@ class MelAudioDataset(torch.utils.data.Dataset):
         self.entries: list[FileEntry] = load_filelist(filelist, dataset_path)
         self.stft = TacotronSTFT(filter_length, hop_length, win_length, n_mel_channels,
                                  sampling_rate, mel_fmin, mel_fmax)
+        self.crop_seed: int | None = None
         if check:
             raise_problems(self.problems())
 
@@ -54,22 +55,31 @@ class MelAudioDataset(torch.utils.data.Dataset):
         """One ``"<filelist>:<line>: <problem>"`` string per bad entry; reads headers only."""
         return wav_problems(self.entries, self.sampling_rate)
 
+    def set_epoch(self, seed: int) -> None:
+        """Crops from now on depend only on ``seed`` and the item's index, not on the process or loader
+        worker that draws them or on what was drawn before: a run resumed mid-epoch crops what the
+        interrupted one would have, with any number of workers or processes (train.py sets it per epoch)."""
+        self.crop_seed = seed
+
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         audio = load_wav(self.entries[index].path, self.sampling_rate)
-        audio = random_segment(audio, self.segment_length)
+        generator = None
+        if self.crop_seed is not None:
+            generator = torch.Generator().manual_seed((self.crop_seed * 1_000_003 + index) % (1 << 63))
+        audio = random_segment(audio, self.segment_length, generator)
         with torch.no_grad():
             mel = self.stft.mel_spectrogram(audio)
         return mel, audio
 
 
-def random_segment(audio: Tensor, segment_length: int) -> Tensor:
+def random_segment(audio: Tensor, segment_length: int, generator: torch.Generator | None = None) -> Tensor:
     """A uniformly placed crop of ``segment_length`` samples, or the clip zero-padded to it."""
     if audio.size(0) < segment_length:
         return F.pad(audio, (0, segment_length - audio.size(0)))
-    start = int(torch.randint(0, audio.size(0) - segment_length + 1, (1,)))
+    start = int(torch.randint(0, audio.size(0) - segment_length + 1, (1,), generator=generator))
     return audio[start:start + segment_length]
 
 
