@@ -28,7 +28,7 @@ from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
 from common.filelists import load_filelist
 from common.mel import (MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences, read_mel_settings,
-                        write_mel_settings)
+                        remove_mel_settings, write_mel_settings)
 
 MAX_REPORTED_FAILURES = 5
 
@@ -118,7 +118,9 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
                progress: bool | None = None) -> PreprocessResult:
     """Write every job's mel; skips files already there unless ``force``. A folder whose saved
     settings (MEL_SETTINGS_FILE) differ is refused unless ``force``, as skipping its files would mix
-    two kinds of mel; afterwards :func:`record_settings` says what each folder now holds."""
+    two kinds of mel. The settings file only ever vouches for mels known to have them, also when the
+    run is interrupted: a new folder gets it first, a folder with mels of other or unknown settings
+    loses it first and gets it back only if every mel in it was made by this run."""
     folders = sorted({os.path.dirname(job.mel_path) for job in jobs})
     differing = {folder: differences for folder in folders
                  if (differences := mel_settings_differences(folder, stft_kwargs))}
@@ -127,6 +129,18 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
                                   for folder, differences in differing.items())
                         + " (expected the same settings as now: pass those flags, --force to recompute every "
                           "mel with the new ones, or other --mel-files folders)")
+    unvouched = []  # folders holding mels whose settings this run cannot vouch for (yet)
+    new = []  # folders without mels so far: stamped now, unstamped again if no mel gets made
+    for folder in folders:
+        if folder not in differing and read_mel_settings(folder or ".") is not None:
+            continue  # already these settings
+        if saved_mels(folder):
+            remove_mel_settings(folder or ".")
+            unvouched.append(folder)
+        else:
+            os.makedirs(folder or ".", exist_ok=True)
+            write_mel_settings(folder or ".", stft_kwargs)
+            new.append(folder)
     result = PreprocessResult()
     todo = jobs if force else [job for job in jobs if not os.path.exists(job.mel_path)]
     result.skipped = len(jobs) - len(todo)
@@ -141,30 +155,27 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
             result.failures.append(failure)
         bar.update(1)
     bar.close()
-    for folder in folders:
-        record_settings(folder, stft_kwargs, written, had_these_settings=folder not in differing
-                        and read_mel_settings(folder) is not None)
+    for folder in new:
+        if not saved_mels(folder):  # every job failed: a corrected rerun must not be refused
+            remove_mel_settings(folder or ".")
+    for folder in unvouched:
+        unknown = len(saved_mels(folder) - written)
+        if unknown:
+            print(f"warning: {folder or '.'}: {unknown} mel(s) not made by this run, with other or unrecorded "
+                  f"settings, so {MEL_SETTINGS_FILE} is not written (--force remakes them with these settings)",
+                  file=sys.stderr)
+        else:
+            write_mel_settings(folder or ".", stft_kwargs)
     return result
 
 
-def record_settings(folder: str, stft_kwargs: dict, written: set[str], had_these_settings: bool) -> None:
-    """Stamp the folder with this run's settings only when every mel in it is known to have them
-    (made now, or the folder said so already); otherwise leave no stamp that could vouch for mels of
-    other settings, and say why."""
-    if had_these_settings:
-        return
-    present = {os.path.abspath(os.path.join(folder, name)) for name in os.listdir(folder or ".")
-               if name.endswith((".pt", ".npy"))} if os.path.isdir(folder or ".") else set()
-    settings_path = os.path.join(folder or ".", MEL_SETTINGS_FILE)
-    if present and present <= written:
-        write_mel_settings(folder or ".", stft_kwargs)
-        return
-    if os.path.exists(settings_path):
-        os.remove(settings_path)  # its mels were only partly remade: the folder mixes two settings
-    unknown = len(present - written)
-    if unknown:
-        print(f"warning: {folder or '.'}: {unknown} mel(s) not made by this run, with settings nobody recorded, "
-              f"so {MEL_SETTINGS_FILE} is not written (--force remakes them with these settings)", file=sys.stderr)
+def saved_mels(folder: str) -> set[str]:
+    """Absolute paths of the mel files in ``folder`` ('' is the working folder)."""
+    folder = folder or "."
+    if not os.path.isdir(folder):
+        return set()
+    return {os.path.abspath(os.path.join(folder, name)) for name in os.listdir(folder)
+            if name.endswith((".pt", ".npy"))}
 
 
 def build_parser() -> argparse.ArgumentParser:

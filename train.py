@@ -135,6 +135,8 @@ def check_args(args) -> None:
             raise UserError(f"{flag} {value}: expected at least {minimum}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UserError(f"{args.output}: exists and is not a folder (expected an output folder for -o)")
+    if not 0 <= args.seed < 2 ** 32 - 1024:  # seed + rank seeds numpy, which takes 32 bits
+        raise UserError(f"--seed {args.seed}: expected 0 <= seed < {2 ** 32 - 1024}")
     problem = audio_args_problem(args)
     if problem:
         raise UserError(problem)
@@ -285,15 +287,20 @@ def make_loader(dataset, sampler, package, args, device, seed: int) -> DataLoade
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
 
 
+def mixed_seed(*parts: int) -> int:
+    """A 32-bit seed for each combination of the parts (torch's CPU generators use 32 bits)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def epoch_seed(args, epoch: int, validation: bool = False) -> int:
-    """A seed of its own for every (run seed, epoch, train/validation): for per-item randomness
-    (datasets with ``set_epoch``, e.g. WaveGlow's crops), the same on every rank."""
-    return (args.seed * 100_003 + epoch) * 2 + validation
+    """The seed of per-item randomness (datasets with ``set_epoch``, e.g. WaveGlow's crops), the same
+    on every rank; validation's is the same every epoch, so val_loss moves with the model only."""
+    return mixed_seed(args.seed, 0 if validation else epoch, validation)
 
 
 def loader_seed(args, epoch: int, rank: int, validation: bool = False) -> int:
     """A seed of its own for every (run seed, epoch, rank, train/validation) loader."""
-    return epoch_seed(args, epoch, validation) * 1_009 + rank
+    return mixed_seed(args.seed, epoch, validation, rank)
 
 
 def make_profiler(args, dist_info, device, logger) -> StepProfiler:

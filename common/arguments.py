@@ -103,17 +103,13 @@ def config_file_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
 
 
 def _config_value(action: argparse.Action, value: Any) -> Any:
-    """A JSON value as the flag's value: a switch takes a boolean, a list flag a list (or a string of
-    space-separated items), and strings go through the flag's type."""
-    def convert(item: Any) -> Any:
-        if isinstance(item, (list, dict)):
-            raise TypeError(f"{item!r}: expected a single value")
-        if action.type is not None and (isinstance(item, str) or action.type in (int, float)):
-            item = action.type(item)
-        if action.choices is not None and item not in action.choices:
-            raise ValueError(f"{item!r} is not one of {', '.join(map(str, action.choices))}")
-        return item
-
+    """A JSON value as the flag's value, checked as the command line would check its text: switches
+    take true/false, numbers numbers (not booleans), text flags text (a number becomes its text),
+    list flags lists (or a string of space-separated items); null only where the default is None."""
+    if value is None:
+        if action.default is not None:
+            raise TypeError("null: expected a value")
+        return None
     if action.nargs == 0:  # store_true / store_false
         flag = str2bool(value) if isinstance(value, str) else value
         if not isinstance(flag, bool):
@@ -123,5 +119,33 @@ def _config_value(action: argparse.Action, value: Any) -> Any:
         items = value.split() if isinstance(value, str) else value
         if not isinstance(items, list):
             raise TypeError(f"{value!r}: expected a list")
-        return [convert(item) for item in items]
-    return convert(value)
+        if (action.nargs == "+" and not items) or (isinstance(action.nargs, int) and len(items) != action.nargs):
+            raise ValueError(f"{value!r}: expected {action.nargs if action.nargs != '+' else 'at least 1'} item(s)")
+        return [_config_scalar(action, item) for item in items]
+    return _config_scalar(action, value)
+
+
+def _config_scalar(action: argparse.Action, value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        raise TypeError(f"{value!r}: expected a single value")
+    kind = action.type
+    if kind is str2bool:
+        if not isinstance(value, (bool, str)):
+            raise TypeError(f"{value!r}: expected true or false")
+        value = str2bool(value)
+    elif kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
+                kind is int and isinstance(value, float)):
+            raise TypeError(f"{value!r}: expected {'an integer' if kind is int else 'a number'}")
+        value = kind(value)
+    elif kind is None:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError(f"{value!r}: expected text")
+        value = str(value)
+    else:
+        if not isinstance(value, str):
+            raise TypeError(f"{value!r}: expected text")
+        value = kind(value)
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value

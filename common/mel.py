@@ -6,6 +6,7 @@ magnitude (power 1) spectra and natural log (reference-dle c.4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -118,6 +119,11 @@ def read_mel_settings(folder: str) -> dict | None:
 def write_mel_settings(folder: str, settings: dict) -> None:
     with atomic_write(os.path.join(folder, MEL_SETTINGS_FILE)) as f:
         f.write(json.dumps({key: settings[key] for key in MEL_SETTINGS_KEYS}, indent=1).encode())
+
+
+def remove_mel_settings(folder: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, MEL_SETTINGS_FILE))
 
 
 def mel_settings_differences(folder: str, settings: dict) -> str | None:

@@ -12,7 +12,7 @@ import soundfile
 import torch
 
 import preprocess_audio2mel as pre
-from common.errors import DataError, FilelistError
+from common.errors import DataError, FilelistError, UserError
 from conftest import REPO_ROOT
 from common.mel import read_mel_settings
 from tacotron2.data import TextMelDataset
@@ -131,6 +131,34 @@ def test_settings_are_recorded_only_for_mels_known_to_have_them(tiny_copy, capsy
     assert read_mel_settings(mels) is None
     assert pre.main(argv + ["--mel-fmax", "7600", "--force"]) == 0
     assert read_mel_settings(mels)["mel_fmax"] == 7600.0
+
+
+def test_an_interrupted_run_leaves_no_settings_file_that_vouches_for_other_mels(tiny_copy, monkeypatch):
+    data, wav_list, mel_list = tiny_copy
+    jobs = pre.pair_filelists([wav_list], [mel_list], data)
+    mels = os.path.join(data, "LJSpeech-tiny", "mels")
+    real_run_job, done = pre._run_job, []
+
+    def interrupted_at_the_third(job):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(job)
+        return real_run_job(job)
+
+    with monkeypatch.context() as patch:  # a first run stopped after 2 of 4 mels: all of them 8000 Hz
+        patch.setattr(pre, "_run_job", interrupted_at_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            pre.preprocess(jobs, STFT_KWARGS, progress=False)
+    assert read_mel_settings(mels) == STFT_KWARGS
+    with pytest.raises(UserError, match="made with --mel-fmax 8000"):
+        pre.preprocess(jobs, {**STFT_KWARGS, "mel_fmax": 7600.0}, progress=False)
+    assert pre.preprocess(jobs, STFT_KWARGS, progress=False).written == 2
+    done.clear()
+    with monkeypatch.context() as patch:  # --force with other settings stopped half way: a mixed folder
+        patch.setattr(pre, "_run_job", interrupted_at_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            pre.preprocess(jobs, {**STFT_KWARGS, "mel_fmax": 7600.0}, force=True, progress=False)
+    assert read_mel_settings(mels) is None
 
 
 def test_mismatched_lists_are_rejected(tiny_copy, tmp_path):

@@ -18,6 +18,7 @@ from training_helpers import read_log, tacotron2_args, tiny_filelist, values, wa
     (("--epochs-per-checkpoint", "0"), "--epochs-per-checkpoint 0: expected at least 1"),
     (("-bs", "0"), "-bs/--batch-size 0: expected at least 1"),
     (("--epochs", "0"), "--epochs 0: expected at least 1"),
+    (("--seed", "-1"), f"--seed -1: expected 0 <= seed < {2 ** 32 - 1024}"),
 ])
 def test_bad_counts_are_one_line_errors_before_anything_is_written(tmp_path, capsys, extra, message):
     out = tmp_path / "out"
@@ -196,6 +197,11 @@ def test_config_file_values_become_defaults_and_command_line_flags_win(tmp_path,
                           ('{"run": {"epochs": 3}}', "run.epochs: give --epochs on the command line"),
                           ('{"run": {"amp": "maybe"}}', "run.amp:"),
                           ('{"run": {"anneal-steps": {"a": 1}}}', "expected a list"),
+                          ('{"run": {"num-workers": 1.7}}', "1.7: expected an integer"),
+                          ('{"run": {"learning-rate": true}}', "True: expected a number"),
+                          ('{"run": {"cudnn-benchmark": 5}}', "5: expected true or false"),
+                          ('{"run": {"log-file": false}}', "False: expected text"),
+                          ('{"audio": {"mel-fmax": null}}', "null: expected a value"),
                           ('{"audio": ', "cannot read it as JSON")):
         config.write_text(text, encoding="utf-8")
         with pytest.raises(SystemExit):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -68,7 +69,8 @@ class MelAudioDataset(torch.utils.data.Dataset):
         audio = load_wav(self.entries[index].path, self.sampling_rate)
         generator = None
         if self.crop_seed is not None:
-            generator = torch.Generator().manual_seed((self.crop_seed * 1_000_003 + index) % (1 << 63))
+            seed = np.random.SeedSequence([self.crop_seed, index]).generate_state(1)[0]
+            generator = torch.Generator().manual_seed(int(seed))
         audio = random_segment(audio, self.segment_length, generator)
         with torch.no_grad():
             mel = self.stft.mel_spectrogram(audio)
