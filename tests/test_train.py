@@ -250,3 +250,15 @@ def test_learning_rate_annealing_matches_the_recipe(factor, expected):
     got = [train.learning_rate_at(epoch, 1e-3, steps, factor) for epoch in (0, 500, 1000, 1500)]
     assert got == expected
     assert train.learning_rate_at(499, 1e-3, steps, factor) == 1e-3
+
+
+def test_no_pinning_thread_beside_graph_captures():
+    """A pinning thread's CUDA calls would break the captures of --cuda-graphs (built, not iterated:
+    the CPU has no CUDA)."""
+    args = train.parse_args(["-m", "Tacotron2", "-o", "x", "--epochs", "1", "-bs", "2"])
+    dataset, sampler = list(range(4)), torch.utils.data.SequentialSampler(range(4))
+    sampler.drop_last = False
+    cuda = torch.device("cuda")
+    assert train.make_loader(dataset, sampler, tacotron2, args, cuda, seed=0).pin_memory
+    args.cuda_graphs = True
+    assert not train.make_loader(dataset, sampler, tacotron2, args, cuda, seed=0).pin_memory
