@@ -9,6 +9,9 @@ from common.audio import check_wav
 from common.errors import AudioError, DataError, FilelistError
 
 
+MAX_LISTED_LINES = 20  # malformed lines listed in one error
+
+
 class FileEntry(NamedTuple):
     """One filelist line: ``path`` already joined to the dataset path; ``line`` is 1-based."""
     path: str
@@ -36,7 +39,7 @@ def load_filelist(filelist: str, dataset_path: str = "", n_fields: int = 2) -> l
         line = raw.count(b"\n", 0, err.start) + 1
         raise FilelistError(f"{filelist}:{line}: not valid UTF-8 (byte {raw[err.start]:#04x})") from None
 
-    entries = []
+    entries, malformed = [], []
     for number, line in enumerate(content.split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -44,14 +47,22 @@ def load_filelist(filelist: str, dataset_path: str = "", n_fields: int = 2) -> l
         fields = line.split("|")
         if len(fields) != n_fields:
             hint = " (<path>|<transcript>)" if n_fields == 2 else ""
-            raise FilelistError(f"{filelist}:{number}: found {len(fields)} field(s) separated by "
-                                f"'|', expected {n_fields}{hint}")
+            malformed.append(f"{filelist}:{number}: found {len(fields)} field(s) separated by "
+                             f"'|', expected {n_fields}{hint}")
+            continue
         path = fields[0]
         if not path.strip():
-            raise FilelistError(f"{filelist}:{number}: empty path (expected <path>|<transcript>)")
+            malformed.append(f"{filelist}:{number}: empty path (expected <path>|<transcript>)")
+            continue
         text = fields[1] if n_fields >= 2 else ""
         entries.append(FileEntry(os.path.join(dataset_path, path), text, number, filelist,
                                  tuple(fields[2:])))
+    if len(malformed) == 1:
+        raise FilelistError(malformed[0])
+    if malformed:  # all of them at once, so that one edit fixes the list
+        shown = malformed[:MAX_LISTED_LINES] + ([f"... and {len(malformed) - MAX_LISTED_LINES} more"]
+                                                if len(malformed) > MAX_LISTED_LINES else [])
+        raise FilelistError(f"{filelist}: {len(malformed)} malformed lines:\n" + "\n".join(shown))
     return entries
 
 

@@ -59,6 +59,18 @@ def test_malformed_lines_are_named(tmp_path, content, line, what):
     assert str(info.value).startswith(f"{listing}:{line}: ")
 
 
+def test_every_malformed_line_is_named_at_once(tmp_path):
+    bad = b"".join(b"line-%d-without-separator\n" % i for i in range(25))
+    listing = write(tmp_path, b"a.wav|ok\n|no path\n" + bad)
+    with pytest.raises(FilelistError) as info:
+        load_filelist(listing)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{listing}: 26 malformed lines:"
+    assert lines[1] == f"{listing}:2: empty path (expected <path>|<transcript>)"
+    assert lines[2].startswith(f"{listing}:3: found 1 field(s)")
+    assert len(lines) == 22 and lines[-1] == "... and 6 more"
+
+
 def test_other_field_counts(tmp_path):
     listing = write(tmp_path, b"a.wav|text|speaker3\n")
     entry = load_filelist(listing, n_fields=3)[0]
