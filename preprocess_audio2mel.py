@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from common.arguments import add_audio_args, audio_args_problem
+from common.arguments import add_audio_args, check_audio_args
 from common.audio import load_wav
 from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
@@ -121,25 +121,25 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
     two kinds of mel. The settings file only ever vouches for mels known to have them, also when the
     run is interrupted: a new folder gets it first, a folder with mels of other or unknown settings
     loses it first and gets it back only if every mel in it was made by this run."""
-    folders = sorted({os.path.dirname(job.mel_path) for job in jobs})
+    folders = sorted({os.path.dirname(job.mel_path) or "." for job in jobs})
     differing = {folder: differences for folder in folders
                  if (differences := mel_settings_differences(folder, stft_kwargs))}
     if differing and not force:
-        raise UserError("; ".join(f"{os.path.join(folder or '.', MEL_SETTINGS_FILE)}: made with {differences}"
+        raise UserError("; ".join(f"{os.path.join(folder, MEL_SETTINGS_FILE)}: made with {differences}"
                                   for folder, differences in differing.items())
                         + " (expected the same settings as now: pass those flags, --force to recompute every "
                           "mel with the new ones, or other --mel-files folders)")
     unvouched = []  # folders holding mels whose settings this run cannot vouch for (yet)
     new = []  # folders without mels so far: stamped now, unstamped again if no mel gets made
     for folder in folders:
-        if folder not in differing and read_mel_settings(folder or ".") is not None:
+        if folder not in differing and read_mel_settings(folder) is not None:
             continue  # already these settings
         if saved_mels(folder):
-            remove_mel_settings(folder or ".")
+            remove_mel_settings(folder)
             unvouched.append(folder)
         else:
-            os.makedirs(folder or ".", exist_ok=True)
-            write_mel_settings(folder or ".", stft_kwargs)
+            os.makedirs(folder, exist_ok=True)
+            write_mel_settings(folder, stft_kwargs)
             new.append(folder)
     result = PreprocessResult()
     todo = jobs if force else [job for job in jobs if not os.path.exists(job.mel_path)]
@@ -157,21 +157,20 @@ def preprocess(jobs: list[MelJob], stft_kwargs: dict, *, force: bool = False, nu
     bar.close()
     for folder in new:
         if not saved_mels(folder):  # every job failed: a corrected rerun must not be refused
-            remove_mel_settings(folder or ".")
+            remove_mel_settings(folder)
     for folder in unvouched:
         unknown = len(saved_mels(folder) - written)
         if unknown:
-            print(f"warning: {folder or '.'}: {unknown} mel(s) not made by this run, with other or unrecorded "
+            print(f"warning: {folder}: {unknown} mel(s) not made by this run, with other or unrecorded "
                   f"settings, so {MEL_SETTINGS_FILE} is not written (--force remakes them with these settings)",
                   file=sys.stderr)
         else:
-            write_mel_settings(folder or ".", stft_kwargs)
+            write_mel_settings(folder, stft_kwargs)
     return result
 
 
 def saved_mels(folder: str) -> set[str]:
-    """Absolute paths of the mel files in ``folder`` ('' is the working folder)."""
-    folder = folder or "."
+    """Absolute paths of the mel files in ``folder``."""
     if not os.path.isdir(folder):
         return set()
     return {os.path.abspath(os.path.join(folder, name)) for name in os.listdir(folder)
@@ -207,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --max-wav-value is ignored: 16-bit wavs are scaled by 1/32768, as in training",
               file=sys.stderr)
     try:
-        problem = audio_args_problem(args)
-        if problem:
-            raise UserError(problem)
+        check_audio_args(args)
         jobs = pair_filelists(args.wav_files, args.mel_files, args.dataset_path)
         result = preprocess(jobs, stft_kwargs_from_args(args), force=args.force,
                             num_workers=args.num_workers)

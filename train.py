@@ -22,14 +22,14 @@ import tacotron2
 import waveglow
 from common import checkpoint as ckpt_io
 from common import distributed
-from common.arguments import (add_audio_args, add_bool_flag, audio_args_problem, audio_config_from_args,
+from common.arguments import (add_audio_args, add_bool_flag, audio_config_from_args, check_audio_args,
                               config_file_defaults)
 from common.audio import save_wav
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
-                              ignore_stop_signals, rng_state, set_rng_state, warm_start)
+                              ignore_stop_signals, mixed_seed, rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
 from common.timing import one_time_work_count
 
@@ -137,9 +137,7 @@ def check_args(args) -> None:
         raise UserError(f"{args.output}: exists and is not a folder (expected an output folder for -o)")
     if not 0 <= args.seed < 2 ** 32 - 1024:  # seed + rank seeds numpy, which takes 32 bits
         raise UserError(f"--seed {args.seed}: expected 0 <= seed < {2 ** 32 - 1024}")
-    problem = audio_args_problem(args)
-    if problem:
-        raise UserError(problem)
+    check_audio_args(args)
 
 
 def open_resume_checkpoint(path: str, args, config: dict, warn: bool) -> tuple[dict, dict]:
@@ -285,11 +283,6 @@ def make_loader(dataset, sampler, package, args, device, seed: int) -> DataLoade
                       drop_last=sampler.drop_last, persistent_workers=False,
                       generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=ignore_stop_signals if args.num_workers > 0 else None)
-
-
-def mixed_seed(*parts: int) -> int:
-    """A 32-bit seed for each combination of the parts (torch's CPU generators use 32 bits)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def epoch_seed(args, epoch: int, validation: bool = False) -> int:
@@ -484,9 +477,9 @@ def train(args) -> int:
                                  dtype=torch.float64, device=device)
             distributed.all_reduce_sum(stats)
             step_time = time.perf_counter() - step_start
-            reduced_loss = stats[0].item() / dist_info.world_size
-            items, mels = stats[1].item(), stats[2].item()
-            stop_now, one_time_work = stats[3].item() > 0, stats[4].item() > 0
+            reduced = stats.tolist()  # one copy to the host, not one per value
+            reduced_loss = reduced[0] / dist_info.world_size
+            items, mels, stop_now, one_time_work = reduced[1], reduced[2], reduced[3] > 0, reduced[4] > 0
 
             if not math.isfinite(reduced_loss):
                 nonfinite_steps += 1
@@ -509,7 +502,7 @@ def train(args) -> int:
             if mels:
                 iter_data["train_iter_mels/sec"] = mels / step_time
             for k, name in enumerate(logged_terms):
-                iter_data[f"train_iter_{name}"] = stats[5 + k].item() / dist_info.world_size
+                iter_data[f"train_iter_{name}"] = reduced[5 + k] / dist_info.world_size
             logger.log([epoch, i], iter_data)
             logger.scalars(iteration, {"train/loss": reduced_loss, "train/learning_rate": lr,
                                        "train/items_per_sec": items / step_time,

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from common.errors import first_line
+from common.errors import UserError, first_line
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -50,17 +50,16 @@ def add_audio_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return group
 
 
-def audio_args_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with the audio flags' combination, or None: mel filters above the Nyquist
+def check_audio_args(args: argparse.Namespace) -> None:
+    """UserError for an audio flags' combination that cannot work: mel filters above the Nyquist
     frequency are empty (librosa only warns), so a lower --sampling-rate needs a lower --mel-fmax."""
     nyquist = args.sampling_rate / 2
     if args.mel_fmax > nyquist:
-        return (f"--mel-fmax {args.mel_fmax:g} is above half of --sampling-rate {args.sampling_rate} "
-                f"({nyquist:g} Hz): the mel channels above it would be empty (expected --mel-fmax {nyquist:g} "
-                f"or lower)")
+        raise UserError(f"--mel-fmax {args.mel_fmax:g} is above half of --sampling-rate {args.sampling_rate} "
+                        f"({nyquist:g} Hz): the mel channels above it would be empty (expected --mel-fmax "
+                        f"{nyquist:g} or lower)")
     if not 0 <= args.mel_fmin < args.mel_fmax:
-        return f"--mel-fmin {args.mel_fmin:g}: expected at least 0 and below --mel-fmax {args.mel_fmax:g}"
-    return None
+        raise UserError(f"--mel-fmin {args.mel_fmin:g}: expected at least 0 and below --mel-fmax {args.mel_fmax:g}")
 
 
 _AUDIO_KEYS = ("max_wav_value", "sampling_rate", "filter_length", "hop_length", "win_length",

@@ -36,6 +36,11 @@ def ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def mixed_seed(*parts: int) -> int:
+    """A 32-bit seed for each combination of the parts (torch's CPU generators use 32 bits)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def rng_state() -> dict:
     numpy_state = np.random.get_state()
     return {

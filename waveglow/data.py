@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,6 +12,7 @@ from common.audio import load_wav
 from common.errors import DataError
 from common.filelists import FileEntry, load_filelist, raise_problems, wav_problems
 from common.mel import TacotronSTFT
+from common.run_state import mixed_seed
 
 
 class MelAudioDataset(torch.utils.data.Dataset):
@@ -69,8 +69,7 @@ class MelAudioDataset(torch.utils.data.Dataset):
         audio = load_wav(self.entries[index].path, self.sampling_rate)
         generator = None
         if self.crop_seed is not None:
-            seed = np.random.SeedSequence([self.crop_seed, index]).generate_state(1)[0]
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(mixed_seed(self.crop_seed, index))
         audio = random_segment(audio, self.segment_length, generator)
         with torch.no_grad():
             mel = self.stft.mel_spectrogram(audio)
