@@ -36,7 +36,7 @@ DEFAULT_AUDIO = {"sampling_rate": 22050, "filter_length": 1024, "hop_length": 25
 PAUSE_SECONDS = 0.1  # silence between the chunks of a split line
 LOG_MEL_FLOOR = float(np.log(1e-5))  # the log-mel of silence
 MIN_STFT_FRAMES = 4
-WARMUP_RUNS, WARMUP_TEXT_LENGTH = 3, 50
+WARMUP_RUNS = 3
 LOG_UNITS = {"tacotron2_items_per_sec": "frames/s", "tacotron2_latency": "s", "waveglow_items_per_sec": "samples/s",
              "waveglow_latency": "s", "denoiser_latency": "s", "latency": "s"}
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_speed_args(parser)
     add("--batch-size", type=int, default=8, help="lines decoded together")
     add("--seed", type=int, default=1234, help="same seed and batch size, same audio")
-    add("--include-warmup", action="store_true", help="3 untimed warm-up runs first")
+    add("--include-warmup", action="store_true", help="3 untimed runs of the first batch first")
     add("--log-file", default="nvlog.json",
         help="JSON log, joined to --output as the recipe does (an absolute path is kept)")
     add("--save-alignments", action="store_true", help="also write alignment_<i>.png")
@@ -120,6 +120,8 @@ def check_args(args: argparse.Namespace) -> None:
     check_precision_args(args)
     if args.mel_files and (args.input or args.tacotron2):
         raise UserError("--mel-files vocodes saved mels: leave out -i/--input and --tacotron2")
+    if args.mel_files and args.save_alignments:
+        raise UserError("--save-alignments plots Tacotron 2's attention; saved mels (--mel-files) have none")
     if not args.mel_files and not (args.input and args.tacotron2):
         raise UserError("-i/--input and --tacotron2 are required (or --mel-files to vocode saved mels)")
     if args.vocoder == "waveglow" and not args.waveglow:
@@ -249,12 +251,13 @@ def mel_to_audio(pipe: Pipeline, mel: torch.Tensor) -> tuple[torch.Tensor, float
     return audio, vocoder_timer.elapsed, denoise_seconds
 
 
-def warm_up(pipe: Pipeline, n_mel_channels: int) -> None:
-    """Untimed runs so that one-off costs (kernel selection, allocator growth) stay out of the log."""
+def warm_up(pipe: Pipeline, batch: list[Item]) -> None:
+    """Untimed runs of the first batch (the longest), so the one-off costs of its shapes (kernel
+    selection, allocator growth, a CUDA graph capture or a compile) stay out of the log. The recipe
+    warms up on 50 random symbols instead, which leaves a real input's first graph capture in the
+    timed run."""
     for _ in range(WARMUP_RUNS):
-        ids = torch.randint(1, len(tacotron2.symbols), (1, WARMUP_TEXT_LENGTH), device=pipe.device)
-        mel = (text_to_mel(pipe, ids, torch.tensor([WARMUP_TEXT_LENGTH], device=pipe.device))[0]
-               if pipe.tacotron2 is not None else torch.full((1, n_mel_channels, 100), -5.0, device=pipe.device))
+        mel = decode_batch(pipe, batch)[0]
         mel_to_audio(pipe, mel)
 
 
@@ -361,26 +364,36 @@ def setup(args: argparse.Namespace, device: torch.device) -> tuple[Pipeline, dic
     return pipe, audio
 
 
-def synthesize(pipe: Pipeline, items: list[Item], audio: dict, args: argparse.Namespace) -> dict:
-    """Decode `items` in length-sorted batches, write each line once all its chunks are done -> totals."""
+def length_sorted_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """Longest first: similar lengths share a batch, so less padding."""
+    ordered = sorted(items, key=len, reverse=True)
+    return [ordered[start:start + batch_size] for start in range(0, len(ordered), batch_size)]
+
+
+def decode_batch(pipe: Pipeline, batch: list[Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
+    """Text items through Tacotron 2, or saved mels padded with silence -> (mel [B, n_mel, T] on the
+    device, mel_lengths [B], alignments or None, Tacotron 2 seconds)."""
+    if batch[0].mel is None:
+        text = pad_sequence([torch.tensor(item.ids) for item in batch], batch_first=True).to(pipe.device)
+        lengths = torch.tensor([len(item) for item in batch], device=pipe.device)
+        return text_to_mel(pipe, text, lengths)
+    mel = torch.full((len(batch), batch[0].mel.size(0), len(batch[0])), LOG_MEL_FLOOR)
+    for row, item in enumerate(batch):
+        mel[row, :, :len(item)] = item.mel
+    return mel.to(pipe.device), torch.tensor([len(item) for item in batch]), None, 0.0
+
+
+def synthesize(pipe: Pipeline, batches: list[list[Item]], audio: dict, args: argparse.Namespace) -> dict:
+    """Decode the batches, write each line once all its chunks are done -> totals."""
     max_steps = pipe.tacotron2.decoder.max_decoder_steps if pipe.tacotron2 is not None else None
-    n_parts = Counter(item.line for item in items)
+    n_parts = Counter(item.line for batch in batches for item in batch)
     pending: dict[int, dict[int, tuple]] = {}
     totals = dict.fromkeys(("frames", "samples", "tacotron2", "waveglow", "denoiser"), 0.0)
-    ordered = sorted(items, key=len, reverse=True)  # less padding per batch
-    for start in range(0, len(ordered), args.batch_size):
-        batch = ordered[start:start + args.batch_size]
+    for batch in batches:
+        mel, mel_lengths, alignments, seconds = decode_batch(pipe, batch)
         if batch[0].mel is None:
-            text = pad_sequence([torch.tensor(item.ids) for item in batch], batch_first=True).to(pipe.device)
-            lengths = torch.tensor([len(item) for item in batch], device=pipe.device)
-            mel, mel_lengths, alignments, seconds = text_to_mel(pipe, text, lengths)
             totals["tacotron2"] += seconds
             totals["frames"] += mel.size(0) * mel.size(2)
-        else:  # saved mels, padded with silence
-            mel = torch.full((len(batch), batch[0].mel.size(0), len(batch[0])), LOG_MEL_FLOOR)
-            for row, item in enumerate(batch):
-                mel[row, :, :len(item)] = item.mel
-            mel, mel_lengths, alignments = mel.to(pipe.device), torch.tensor([len(i) for i in batch]), None
         wavs, vocoder_seconds, denoiser_seconds = mel_to_audio(pipe, mel)
         totals["waveglow"] += vocoder_seconds
         totals["denoiser"] += denoiser_seconds
@@ -429,11 +442,12 @@ def run(args: argparse.Namespace) -> int:
     logger.parameters({**vars(args), "model_name": "Tacotron2_PyT"})
     for key, unit in LOG_UNITS.items():
         logger.metadata(key, unit)
+    batches = length_sorted_batches(items, args.batch_size)
     if args.include_warmup:
-        warm_up(pipe, audio["n_mel_channels"])
+        warm_up(pipe, batches[0])
     torch.manual_seed(args.seed)
     pipe.generator.manual_seed(args.seed)
-    totals = synthesize(pipe, items, audio, args)
+    totals = synthesize(pipe, batches, audio, args)
     logger.log(0, log_data(totals))
     logger.close()
     return 0

@@ -203,6 +203,33 @@ def test_same_seed_same_audio(ckpts, tmp_path, capsys):
     assert "--wn-channels ignored" in capsys.readouterr().out
 
 
+def test_warm_up_decodes_the_first_timed_batch(ckpts, tmp_path, monkeypatch):
+    """Warm-up runs the shapes the timed run starts with (a graph capture or compile of them is done
+    before timing), whichever model makes the mels."""
+    shapes = []
+    original = inference.mel_to_audio
+
+    def record(pipe, mel):
+        shapes.append(tuple(mel.shape))
+        return original(pipe, mel)
+
+    monkeypatch.setattr(inference, "mel_to_audio", record)
+    lines = ["Hi.", "A somewhat longer line.", "Okay."]
+    assert run(ckpts, tmp_path, lines=lines, extra=["--batch-size", "2", "--include-warmup"])[0] == 0
+    timed = shapes[inference.WARMUP_RUNS:]
+    assert len(timed) == 2 and shapes[:inference.WARMUP_RUNS] == [timed[0]] * inference.WARMUP_RUNS
+
+    shapes.clear()
+    mel_files = []
+    for n_frames in (9, 5, 7):
+        mel_files.append(str(tmp_path / f"m{n_frames}.pt"))
+        torch.save(torch.randn(80, n_frames) - 5, mel_files[-1])
+    rc = inference.main(["--mel-files", *mel_files, "-o", str(tmp_path / "mels"), "--cpu", "--batch-size", "2",
+                         "--waveglow", ckpts["WaveGlow", "ours"], "--include-warmup"])
+    assert rc == 0
+    assert shapes == [(2, 80, 9)] * (inference.WARMUP_RUNS + 1) + [(1, 80, 5)]
+
+
 def test_cuda_graphs_on_the_cpu_warn_and_decode_the_same_audio(ckpts, tmp_path, capsys):
     outs = [run(ckpts, tmp_path, out=f"out{i}", extra=extra)[1]
             for i, extra in enumerate([["--seed", "7"], ["--seed", "7", "--cuda-graphs"]])]
@@ -360,6 +387,14 @@ def test_error_suffix_with_a_path_separator(ckpts, tmp_path, capsys):
     err = bad_run(ckpts, tmp_path, capsys, ["-i", text, "--tacotron2", ckpts["Tacotron2", "ours"],
                                             "--waveglow", ckpts["WaveGlow", "ours"], "--suffix", "/x"])
     assert "--suffix '/x'" in err and "path separators" in err
+
+
+def test_error_alignments_of_saved_mels(ckpts, tmp_path, capsys):
+    mel = tmp_path / "a.pt"
+    torch.save(torch.randn(80, 7) - 5, mel)
+    err = bad_run(ckpts, tmp_path, capsys, ["--mel-files", str(mel), "--waveglow", ckpts["WaveGlow", "ours"],
+                                            "--save-alignments"])
+    assert "--save-alignments" in err and "--mel-files" in err
 
 
 def test_unknown_flag_is_an_error(ckpts, tmp_path):
