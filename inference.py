@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
+from tqdm import tqdm
 
 import tacotron2
 import waveglow
@@ -138,7 +139,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # above the progress bar, not through it
 
 
 def default_config(package, wn_channels: int | None = None) -> dict:
@@ -389,6 +390,7 @@ def synthesize(pipe: Pipeline, batches: list[list[Item]], audio: dict, args: arg
     n_parts = Counter(item.line for batch in batches for item in batch)
     pending: dict[int, dict[int, tuple]] = {}
     totals = dict.fromkeys(("frames", "samples", "tacotron2", "waveglow", "denoiser"), 0.0)
+    bar = tqdm(total=len(n_parts), unit="line", disable=None)  # a terminal only, not in logs
     for batch in batches:
         mel, mel_lengths, alignments, seconds = decode_batch(pipe, batch)
         if batch[0].mel is None:
@@ -408,6 +410,8 @@ def synthesize(pipe: Pipeline, batches: list[list[Item]], audio: dict, args: arg
             if len(parts) == n_parts[item.line]:
                 write_line(args, item.line, [parts[p] for p in range(len(parts))], audio["sampling_rate"], max_steps)
                 del pending[item.line]
+                bar.update(1)
+    bar.close()
     return totals
 
 

@@ -172,6 +172,32 @@ def test_files_follow_input_order_with_batching(ckpts, tmp_path, monkeypatch):
         assert soundfile.info(os.path.join(out, f"audio_{i}.wav")).frames == n_symbols * HOP
 
 
+def test_progress_counts_lines_not_chunks(ckpts, tmp_path, monkeypatch):
+    """The progress bar advances once per written line, also when a line is decoded in chunks."""
+    monkeypatch.setattr(inference, "max_chunk_chars", lambda *_: 12)
+    bars = []
+
+    class Bar:
+        write = staticmethod(print)
+
+        def __init__(self, total, **_):
+            self.total, self.done, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(inference, "tqdm", Bar)
+    lines = ["Hi.", "A line long enough, to be split in chunks.", "Okay."]
+    assert len(text_split.line_to_chunks(lines[1], 12)) > 1
+    rc, out = run(ckpts, tmp_path, lines=lines, extra=["--batch-size", "2"])
+    assert rc == 0 and len(wav_files(out)) == 3
+    assert [(bar.total, bar.done, bar.closed) for bar in bars] == [(3, 3, True)]
+
+
 def test_blank_lines_keep_input_numbering(ckpts, tmp_path, capsys):
     rc, out = run(ckpts, tmp_path, lines=["", "First.", "   ", "Second."], extra=["--suffix", "_x"])
     assert rc == 0
