@@ -12,6 +12,8 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -130,7 +132,8 @@ def check_args(args) -> None:
     """Flag values argparse cannot check; raises UserError before anything is loaded or written."""
     for flag, value, minimum in (("--epochs", args.epochs, 1), ("-bs/--batch-size", args.batch_size, 1),
                                  ("--epochs-per-checkpoint", args.epochs_per_checkpoint, 1),
-                                 ("--num-workers", args.num_workers, 0)):
+                                 ("--num-workers", args.num_workers, 0), ("--profile-steps", args.profile_steps, 0),
+                                 ("--profile-skip", args.profile_skip, 0)):
         if value < minimum:
             raise UserError(f"{flag} {value}: expected at least {minimum}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
@@ -297,10 +300,6 @@ def loader_seed(args, epoch: int, rank: int, validation: bool = False) -> int:
 
 
 def make_profiler(args, dist_info, device, logger) -> StepProfiler:
-    if args.profile_steps < 0 or args.profile_skip < 0:
-        raise UserError(f"--profile-steps {args.profile_steps} --profile-skip {args.profile_skip}: "
-                        "expected counts >= 0")
-
     def report(summary: dict, lines: list[str]) -> None:
         logger.log([], summary)
         if dist_info.is_main:
@@ -341,34 +340,31 @@ def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple
     return {name: (s / c if c > 0 else float("nan")) for name, (s, c) in zip(totals, reduced.tolist())}, first
 
 
-def train(args) -> int:
-    check_args(args)
-    package = MODELS[args.model_name]
+def start_process(args) -> distributed.DistInfo:
+    """Joins the process group (if any), records the world in args, sets backend flags and seeds."""
     dist_info = distributed.init_distributed(args.rank, args.world_size, args.dist_url, args.dist_backend,
                                              args.group_name, cpu=args.cpu)
-    device = dist_info.device
     # The log and checkpoints record the world the run really had, whoever set it up.
     args.rank, args.world_size = dist_info.rank, dist_info.world_size
-    if args.fp16_run and device.type != "cuda" and dist_info.is_main:
+    if args.fp16_run and dist_info.device.type != "cuda" and dist_info.is_main:
         print("warning: --fp16-run needs a GPU; training in float32 on the CPU", file=sys.stderr)
     torch.backends.cudnn.enabled = args.cudnn_enabled
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     torch.manual_seed(args.seed + dist_info.rank)
     np.random.seed(args.seed + dist_info.rank)
     random.seed(args.seed + dist_info.rank)
-    resume_path = find_resume_checkpoint(args)
-    warm_path = choose_warm_start(args, resume_path)
-    resume, config = None, package.config_from_args(args)
-    if resume_path:
-        resume, config = open_resume_checkpoint(resume_path, args, config, warn=dist_info.is_main)
+    return dist_info
 
+
+def build_model(package, config: dict, args, device: torch.device, is_main: bool) -> torch.nn.Module:
+    """The model on its device with the run's speed options (--cuda-graphs, --torch-compile, ...)."""
     model = package.build_model(config).to(device)
     package.apply_run_options(model, args)
     if args.cuda_graphs:
         if package.use_cuda_graphs is None:
             raise UserError(f"--cuda-graphs: {args.model_name} has no graphed training path (Tacotron 2 has)")
         if device.type != "cuda":
-            if dist_info.is_main:
+            if is_main:
                 print("warning: --cuda-graphs needs a GPU; training eagerly on the CPU", file=sys.stderr)
         else:
             package.use_cuda_graphs(model)
@@ -376,11 +372,11 @@ def train(args) -> int:
         if package.use_torch_compile is None:
             raise UserError(f"--torch-compile: {args.model_name} has no compiled training path")
         package.use_torch_compile(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")
-    loss_fn = package.build_loss(args)
-    trainset, valset = package.build_datasets(args)
+    return model
 
+
+def make_samplers(package, trainset, valset, args, dist_info) -> tuple[ResumableSampler, ResumableSampler]:
+    """Training: shuffled (optionally length-sorted in pools), whole global batches; validation: in order."""
     lengths = package.item_lengths(trainset) if args.length_sort_pool else None
     if args.length_sort_pool < 0 or (args.length_sort_pool and lengths is None):
         raise UserError(f"--length-sort-pool {args.length_sort_pool}: expected 0, or a positive pool size for "
@@ -393,6 +389,117 @@ def train(args) -> int:
     if sampler.batches_per_epoch() == 0:
         raise UserError(f"{args.training_files}: {len(trainset)} utterances are fewer than one global batch "
                         f"({args.batch_size} x {dist_info.world_size} processes)")
+    return sampler, val_sampler
+
+
+def open_logger(args, device: torch.device, is_main: bool) -> Logger:
+    """The JSON log (rank 0 writes), TensorBoard unless --no-tensorboard, and the run's parameters."""
+    os.makedirs(args.output, exist_ok=True)
+    logger = Logger(log_path(args), enabled=is_main,
+                    tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
+    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
+                       "precision": precision})
+    for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
+                      ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
+        logger.metadata(key, unit)
+    return logger
+
+
+@dataclass
+class StepStats:
+    """One optimizer step as all ranks agree on it: loss and logged terms are means over the ranks,
+    items and mels sums."""
+    loss: float
+    items: float
+    mels: float
+    stop_requested: bool  # on any rank
+    one_time_work: bool  # on any rank (a CUDA graph capture): the others waited for it
+    terms: dict[str, float]
+    seconds: float
+
+
+def reduce_step(loss, counts: dict, terms: dict, logged_terms: tuple, stop_requested: bool,
+                one_time_work: bool, step_start: float, device, world_size: int) -> StepStats:
+    """One all-reduce carries everything, so every rank agrees without another collective."""
+    stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
+                          float(stop_requested), float(one_time_work), *(float(terms[name]) for name in logged_terms)],
+                         dtype=torch.float64, device=device)
+    distributed.all_reduce_sum(stats)
+    seconds = time.perf_counter() - step_start
+    reduced = stats.tolist()  # one copy to the host, not one per value
+    return StepStats(reduced[0] / world_size, reduced[1], reduced[2], reduced[3] > 0, reduced[4] > 0,
+                     {name: reduced[5 + k] / world_size for k, name in enumerate(logged_terms)}, seconds)
+
+
+class EpochMeter:
+    """An epoch's mean loss (finite steps, also those before a mid-epoch resume, summed in the same
+    order) and its throughput (this run's steps without one-time work)."""
+
+    def __init__(self, loss_sum: float = 0.0, loss_steps: int = 0):
+        self.loss_sum, self.loss_steps = loss_sum, loss_steps
+        # [items, mels, seconds, steps] of the steps without and with one-time work
+        self.totals = {False: [0, 0, 0.0, 0], True: [0, 0, 0.0, 0]}
+
+    def add(self, step: StepStats) -> None:
+        if math.isfinite(step.loss):
+            self.loss_sum += step.loss
+            self.loss_steps += 1
+        self.totals[step.one_time_work] = [total + value for total, value in
+                                           zip(self.totals[step.one_time_work],
+                                               (step.items, step.mels, step.seconds, 1))]
+
+    def mean_loss(self) -> float | None:
+        return self.loss_sum / self.loss_steps if self.loss_steps else None
+
+    def log_data(self, epoch_time: float) -> dict:
+        data = {} if self.mean_loss() is None else {"train_epoch_avg_loss": self.mean_loss()}
+        if not self.totals[False][3] + self.totals[True][3]:
+            return data  # a run stopped right at an epoch's end resumes into an empty remainder
+        # an epoch of nothing but one-time work reports the throughput of those steps
+        items, mels, seconds, _ = self.totals[not self.totals[False][3]]
+        data.update({"train_epoch_items/sec": items / max(seconds, 1e-9), "epoch_time": epoch_time})
+        if mels:
+            data["train_epoch_mels/sec"] = mels / max(seconds, 1e-9)
+        if self.totals[True][3]:
+            data.update({"train_epoch_one_time_work_steps": self.totals[True][3],
+                         "train_epoch_one_time_work_time": self.totals[True][2]})
+        return data
+
+
+def log_step(logger: Logger, epoch: int, i: int, iteration: int, step: StepStats, lr: float, grad_norm,
+             scaler, terms: dict) -> None:
+    iter_data = {"train_iter_loss": step.loss, "train_iter_items/sec": step.items / step.seconds,
+                 "train_iter_time": step.seconds}
+    if step.one_time_work:
+        iter_data["train_iter_one_time_work"] = 1
+    if step.mels:
+        iter_data["train_iter_mels/sec"] = step.mels / step.seconds
+    iter_data.update({f"train_iter_{name}": value for name, value in step.terms.items()})
+    logger.log([epoch, i], iter_data)
+    logger.scalars(iteration, {"train/loss": step.loss, "train/learning_rate": lr,
+                               "train/items_per_sec": step.items / step.seconds,
+                               "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
+                               **{f"train/{k}": float(v) for k, v in terms.items()}})
+
+
+def train(args) -> int:
+    check_args(args)
+    package = MODELS[args.model_name]
+    dist_info = start_process(args)
+    device = dist_info.device
+    resume_path = find_resume_checkpoint(args)
+    warm_path = choose_warm_start(args, resume_path)
+    resume, config = None, package.config_from_args(args)
+    if resume_path:
+        resume, config = open_resume_checkpoint(resume_path, args, config, warn=dist_info.is_main)
+
+    model = build_model(package, config, args, device, dist_info.is_main)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.fp16_run and device.type == "cuda")
+    loss_fn = package.build_loss(args)
+    trainset, valset = package.build_datasets(args)
+    sampler, val_sampler = make_samplers(package, trainset, valset, args, dist_info)
 
     # where the run starts: epoch, iteration, utterances of that epoch already trained on, and their
     # (loss sum, steps) for the epoch's mean
@@ -407,21 +514,13 @@ def train(args) -> int:
             print(f"Warm start from {warm_path}; fresh init kept for {', '.join(fresh) or 'no layer'}", flush=True)
 
     # Flags, checkpoints and data are checked: from here on the output folder is written.
-    os.makedirs(args.output, exist_ok=True)
-    logger = Logger(log_path(args), enabled=dist_info.is_main,
-                    tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
-    logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
-                       "precision": precision})
-    for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
-                      ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
-        logger.metadata(key, unit)
-
+    logger = open_logger(args, device, dist_info.is_main)
     train_model = model
     if dist_info.enabled:
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-
+    save = partial(save_training_checkpoint, args=args, config=config, model=model, optimizer=optimizer,
+                   scaler=scaler)
     logged_terms = tuple(getattr(loss_fn, "logged_terms", ()))  # loss terms also written to the JSON log
     profiler = make_profiler(args, dist_info, device, logger) if args.profile_steps else None
     stop = StopRequest()
@@ -431,18 +530,14 @@ def train(args) -> int:
     epoch, stopped_after = start_epoch, 0
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, consumed)
-        # a resumed epoch's mean loss counts the steps before the stop too, summed in the same order
-        epoch_loss, epoch_steps = resumed_loss if consumed else (0.0, 0)
+        meter = EpochMeter(*(resumed_loss if consumed else (0.0, 0)))
         consumed = 0
         for dataset, validation in ((trainset, False), (valset, True)):
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch_seed(args, epoch, validation))
         loader = make_loader(trainset, sampler, package, args, device, loader_seed(args, epoch, dist_info.rank))
         epoch_start = time.perf_counter()
-        # [items, mels, seconds, steps] of the steps without and with one-time work (a CUDA graph
-        # capture): the throughput counts the former
-        step_totals = {False: [0, 0, 0.0, 0], True: [0, 0, 0.0, 0]}
-        steps_done_before = (sampler.consumed // (args.batch_size * dist_info.world_size))
+        steps_done_before = sampler.consumed // (args.batch_size * dist_info.world_size)
         train_model.train()
         for i, batch in enumerate(loader, start=steps_done_before):
             lr = learning_rate_at(epoch, args.learning_rate, args.anneal_steps, args.anneal_factor)
@@ -467,72 +562,32 @@ def train(args) -> int:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            step = reduce_step(loss, counts, terms, logged_terms, stop.requested,
+                               one_time_work_count() != one_time_work_before, step_start, device,
+                               dist_info.world_size)
 
-            # One all-reduce carries the loss, the items, the stop request and whether any rank did
-            # one-time work (the others waited for it), so every rank agrees without another collective.
-            did_one_time_work = one_time_work_count() != one_time_work_before
-            stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
-                                  float(stop.requested), float(did_one_time_work),
-                                  *(float(terms[name]) for name in logged_terms)],
-                                 dtype=torch.float64, device=device)
-            distributed.all_reduce_sum(stats)
-            step_time = time.perf_counter() - step_start
-            reduced = stats.tolist()  # one copy to the host, not one per value
-            reduced_loss = reduced[0] / dist_info.world_size
-            items, mels, stop_now, one_time_work = reduced[1], reduced[2], reduced[3] > 0, reduced[4] > 0
-
-            if not math.isfinite(reduced_loss):
+            if math.isfinite(step.loss):
+                nonfinite_steps = 0
+            else:
                 nonfinite_steps += 1
                 if not scaler.is_enabled() and nonfinite_steps >= MAX_NONFINITE_STEPS:
                     raise FloatingPointError(
                         f"loss was not finite for {nonfinite_steps} steps in a row (epoch {epoch}, "
                         f"iteration {iteration}); lower the learning rate or check the data")
-            else:
-                nonfinite_steps = 0
-                epoch_loss += reduced_loss
-                epoch_steps += 1
-            step_totals[one_time_work] = [total + value for total, value in
-                                          zip(step_totals[one_time_work], (items, mels, step_time, 1))]
+            meter.add(step)
             iteration += 1
-
-            iter_data = {"train_iter_loss": reduced_loss, "train_iter_items/sec": items / step_time,
-                         "train_iter_time": step_time}
-            if one_time_work:
-                iter_data["train_iter_one_time_work"] = 1
-            if mels:
-                iter_data["train_iter_mels/sec"] = mels / step_time
-            for k, name in enumerate(logged_terms):
-                iter_data[f"train_iter_{name}"] = reduced[5 + k] / dist_info.world_size
-            logger.log([epoch, i], iter_data)
-            logger.scalars(iteration, {"train/loss": reduced_loss, "train/learning_rate": lr,
-                                       "train/items_per_sec": items / step_time,
-                                       "train/grad_norm": float(grad_norm), "train/loss_scale": scaler.get_scale(),
-                                       **{f"train/{k}": float(v) for k, v in terms.items()}})
+            log_step(logger, epoch, i, iteration, step, lr, grad_norm, scaler, terms)
             if profiler is not None:
                 profiler.end_step()
-            if stop_now:
+            if step.stop_requested:
                 stopped_after = (i + 1) * args.batch_size * dist_info.world_size
                 break
         if stopped_after:
             break
 
-        epoch_time = time.perf_counter() - epoch_start
-        # an epoch of nothing but one-time work reports the throughput of those steps
-        epoch_items, epoch_mels, epoch_step_time, _ = step_totals[not step_totals[False][3]]
-        new_steps = step_totals[False][3] + step_totals[True][3]
+        epoch_data = meter.log_data(time.perf_counter() - epoch_start)
         if profiler is not None:
             profiler.epoch_end()
-        # The mean loss over the whole epoch (also when resumed mid-way; finite losses only); the speed
-        # of this run's steps.
-        epoch_data = {"train_epoch_avg_loss": epoch_loss / epoch_steps} if epoch_steps else {}
-        if new_steps:  # a run stopped right at an epoch's end resumes into an empty remainder
-            epoch_data.update({"train_epoch_items/sec": epoch_items / max(epoch_step_time, 1e-9),
-                               "epoch_time": epoch_time})
-            if epoch_mels:
-                epoch_data["train_epoch_mels/sec"] = epoch_mels / max(epoch_step_time, 1e-9)
-            if step_totals[True][3]:
-                epoch_data.update({"train_epoch_one_time_work_steps": step_totals[True][3],
-                                   "train_epoch_one_time_work_time": step_totals[True][2]})
         if epoch_data:
             logger.log([epoch], epoch_data)
 
@@ -540,7 +595,7 @@ def train(args) -> int:
                                  loader_seed(args, epoch, dist_info.rank, validation=True))
         val_means, first_val = validate(train_model, loss_fn, val_loader, package, args, device)
         logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
-        epoch_loss_scalar = {"train/epoch_loss": epoch_data["train_epoch_avg_loss"]} if epoch_steps else {}
+        epoch_loss_scalar = {} if meter.mean_loss() is None else {"train/epoch_loss": meter.mean_loss()}
         logger.scalars(iteration, {**{f"val/{name}": value for name, value in val_means.items()},
                                    **epoch_loss_scalar})
         if dist_info.is_main and first_val is not None and args.bench_class != "perf-train":
@@ -550,10 +605,8 @@ def train(args) -> int:
         if args.bench_class != "perf-train" and (epoch % args.epochs_per_checkpoint == 0 or is_last_epoch):
             states = distributed.all_gather_objects(rng_state())
             if dist_info.is_main:
-                save_training_checkpoint(checkpoint_file(args.output, args.model_name, epoch), args=args,
-                                         config=config, model=model, optimizer=optimizer, scaler=scaler,
-                                         epoch=epoch, iteration=iteration, consumed=0, rng_states=states,
-                                         link_last=True)
+                save(checkpoint_file(args.output, args.model_name, epoch), epoch=epoch, iteration=iteration,
+                     consumed=0, rng_states=states, link_last=True)
         logger.flush()
 
     if profiler is not None:
@@ -562,10 +615,8 @@ def train(args) -> int:
         states = distributed.all_gather_objects(rng_state())
         if dist_info.is_main and args.bench_class != "perf-train":
             path = checkpoint_file(args.output, args.model_name, "last")
-            save_training_checkpoint(path, args=args, config=config, model=model, optimizer=optimizer,
-                                     scaler=scaler, epoch=epoch, iteration=iteration, consumed=stopped_after,
-                                     rng_states=states, link_last=False,
-                                     epoch_loss=(epoch_loss, epoch_steps))
+            save(path, epoch=epoch, iteration=iteration, consumed=stopped_after, rng_states=states,
+                 link_last=False, epoch_loss=(meter.loss_sum, meter.loss_steps))
             print(f"Stopped by signal at epoch {epoch}, iteration {iteration}; checkpoint written to "
                   f"{path}. Continue with --resume-from-last.", flush=True)
     logger.log([], {"run_time": time.perf_counter() - run_start})

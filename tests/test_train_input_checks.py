@@ -19,6 +19,7 @@ from training_helpers import read_log, tacotron2_args, tiny_filelist, values, wa
     (("-bs", "0"), "-bs/--batch-size 0: expected at least 1"),
     (("--epochs", "0"), "--epochs 0: expected at least 1"),
     (("--seed", "-1"), f"--seed -1: expected 0 <= seed < {2 ** 32 - 1024}"),
+    (("--profile-steps", "-2"), "--profile-steps -2: expected at least 0"),
 ])
 def test_bad_counts_are_one_line_errors_before_anything_is_written(tmp_path, capsys, extra, message):
     out = tmp_path / "out"
