@@ -440,3 +440,12 @@ def test_the_recipes_flag_spellings_select_the_same_options():
     parse = inference.build_parser().parse_args
     assert parse(base + ["--cpu-run"]).cpu and not parse(base).cpu
     assert parse(base + ["--amp-run"]).fp16 and parse(base + ["--fp16-run"]).fp16
+
+
+def test_sampling_defaults_are_the_recipes():
+    """reference-dle b.4 (latest inference.py): -s/--sigma-infer 0.9, -d/--denoising-strength 0.01."""
+    parse = inference.build_parser().parse_args
+    args = parse(["-i", "t.txt", "-o", "out"])
+    assert (args.sigma_infer, args.denoising_strength) == (0.9, 0.01)
+    args = parse(["-i", "t.txt", "-o", "out", "-s", "0.6", "-d", "0"])
+    assert (args.sigma_infer, args.denoising_strength) == (0.6, 0.0)

@@ -3,6 +3,7 @@
 import json
 import sys
 import types
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -48,6 +49,9 @@ def test_every_line_is_dllogger_json(tmp_path, capsys):
     assert logs[4]["data"] == {"val_loss": 1.5}
     assert logs[6]["data"] == {"latency": 0.1, "mel": [1.0, 1.0]}
     assert float(logs[-1]["elapsedtime"]) >= float(logs[0]["elapsedtime"]) >= 0
+    for rec in recs:  # dllogger's str(datetime.now()): "YYYY-MM-DD HH:MM:SS.ffffff", local time
+        stamp = datetime.strptime(rec["datetime"], "%Y-%m-%d %H:%M:%S.%f")
+        assert abs(stamp.timestamp() - float(rec["timestamp"])) < 1e-3
 
     out = capsys.readouterr().out.splitlines()
     assert out[3].startswith("DLL ") and out[3].endswith(" - (0, 5) train_loss : 0.25  "

@@ -95,6 +95,77 @@ def test_prenet_dropout_stays_on_in_eval():
     assert not torch.equal(model.decoder.prenet(x), model.decoder.prenet(x))
 
 
+def kept_fraction_and_scales(dropped: torch.Tensor, before: torch.Tensor) -> tuple[float, set]:
+    """Where ``before`` is not 0: the fraction that dropout kept and the scales it kept them with."""
+    live = before != 0
+    ratio = (dropped[live] / before[live]).detach()
+    kept = ratio != 0
+    return float(kept.float().mean()), {round(float(r), 4) for r in ratio[kept].unique()}
+
+
+def test_prenet_drops_half_its_units_in_train_and_eval():
+    from tacotron2.model import Prenet
+    torch.manual_seed(0)
+    prenet = Prenet(16, [4000])  # one layer: its output is dropout(relu(linear(x)))
+    x = torch.rand(2, 16)
+    before = F.relu(prenet.layers[0](x))
+    for mode in (prenet.train(), prenet.eval()):
+        kept, scales = kept_fraction_and_scales(mode(x), before)
+        assert abs(kept - 0.5) < 0.05 and scales == {2.0}  # p = 0.5, survivors scaled by 1 / (1 - p)
+
+
+def output_and_next_input(model: Tacotron2, modules, i: int, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``modules[i]`` gave and what ``modules[i + 1]`` got in one forward."""
+    seen = {}
+    hooks = [modules[i].register_forward_hook(lambda m, args, out: seen.setdefault("out", out)),
+             modules[i + 1].register_forward_pre_hook(lambda m, args: seen.setdefault("in", args[0]))]
+    with torch.no_grad():
+        model(inputs)
+    for hook in hooks:
+        hook.remove()
+    return seen["out"], seen["in"]
+
+
+def test_encoder_and_postnet_dropout_is_half_in_training_and_off_in_eval():
+    """The recipe's F.dropout(x, 0.5, self.training) after every encoder and postnet convolution
+    (after the ReLU / tanh, and after the postnet's last, linear one too)."""
+    model = small_model()
+    inputs, _, _ = batch_to_device(make_batch([60, 55, 50, 45], [70, 60, 50, 40]), "cpu")
+    for training in (True, False):
+        model.train(training)
+        torch.manual_seed(1)
+        for modules, activation in ((model.encoder.convolutions, F.relu), (model.postnet.convolutions, torch.tanh)):
+            out, next_in = output_and_next_input(model, modules, 0, inputs)
+            kept, scales = kept_fraction_and_scales(next_in, activation(out))
+            assert (abs(kept - 0.5) < 0.05 and scales == {2.0}) if training else (kept == 1 and scales == {1.0})
+        seen = {}
+        hooks = [module.register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, out))
+                 for name, module in (("last", model.postnet.convolutions[-1]), ("postnet", model.postnet))]
+        with torch.no_grad():
+            model(inputs)
+        for hook in hooks:
+            hook.remove()
+        kept, scales = kept_fraction_and_scales(seen["postnet"], seen["last"])
+        assert (abs(kept - 0.5) < 0.05 and scales == {2.0}) if training else (kept == 1 and scales == {1.0})
+
+
+def test_postnet_is_tanh_convolutions_then_a_linear_one_added_to_the_decoder_output():
+    """reference-dle c.1: conv + batch norm + tanh for all but the last layer, which stays linear."""
+    model = small_model().eval()
+    inputs, _, _ = batch_to_device(make_batch([6, 4], [9, 7]), "cpu")
+    x = torch.randn(2, 20, 9, generator=torch.Generator().manual_seed(3))
+    expected = x
+    with torch.no_grad():
+        for i, (conv, norm) in enumerate(model.postnet.convolutions):
+            expected = norm(conv(expected))
+            if i < len(model.postnet.convolutions) - 1:
+                expected = torch.tanh(expected)
+        torch.testing.assert_close(model.postnet(x), expected)
+        assert (torch.tanh(expected) - expected).abs().max() > 1e-3  # a tanh on the last layer would show
+        mel, mel_postnet, _, _ = model(inputs)
+        torch.testing.assert_close(mel_postnet, mel + model.postnet(mel))
+
+
 # --- teacher-forced forward --------------------------------------------------------------------
 
 def test_forward_shapes_and_loss():

@@ -79,6 +79,8 @@ def test_english_cleaners_reference_example():
     ('1900', 'nineteen hundred'),
     ('2000', 'two thousand'),
     ('2005', 'two thousand five'),
+    ('2009', 'two thousand nine'),
+    ('2010', 'twenty ten'),  # the "two thousand ..." reading stops at 2009
     ('2015', 'twenty fifteen'),
     ('1000', 'one thousand'),
     ('3000', 'three thousand'),
@@ -95,6 +97,28 @@ def test_abbreviations_need_a_period():
     assert expand_abbreviations('mr smith') == 'mr smith'
     assert expand_abbreviations('the drs. met') == 'the doctors met'
     assert expand_abbreviations('Capt. Ft. Col. Ltd.') == 'captain fort colonel limited'
+
+
+# reference-dle c.5: the recipe's 18 abbreviations
+RECIPE_ABBREVIATIONS = {
+    'mrs': 'misess', 'mr': 'mister', 'dr': 'doctor', 'st': 'saint', 'co': 'company', 'jr': 'junior',
+    'maj': 'major', 'gen': 'general', 'drs': 'doctors', 'rev': 'reverend', 'lt': 'lieutenant',
+    'hon': 'honorable', 'sgt': 'sergeant', 'capt': 'captain', 'esq': 'esquire', 'ltd': 'limited',
+    'col': 'colonel', 'ft': 'fort',
+}
+
+
+@pytest.mark.parametrize('short, full', sorted(RECIPE_ABBREVIATIONS.items()))
+def test_every_recipe_abbreviation_expands(short, full):
+    assert expand_abbreviations(f'the {short}. went') == f'the {full} went'
+    assert expand_abbreviations(f'the {short.capitalize()}. went') == f'the {full} went'
+    assert english_cleaners(f'{short.upper()}. 5') == f'{full} five'
+
+
+def test_abbreviations_match_whole_words_only():
+    # "st." ends "first." and "co." ends "taco.": no word boundary before them, left alone
+    for text in ('the first. the taco. the oft. the gardr.', 'amaj. ajr.'):
+        assert expand_abbreviations(text) == text
 
 
 def test_basic_and_transliteration_cleaners():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.stft import STFT
 import waveglow
 from waveglow.data import MelAudioDataset
 from waveglow.denoiser import Denoiser
@@ -92,6 +93,46 @@ def test_forward_then_reverse_gives_back_the_audio():
         expected = torch.slogdet(conv.conv.weight.detach().squeeze(-1).double())[1] * 2 * 320
         assert log_det_w.dtype == torch.float32
         assert float(log_det_w.detach()) == pytest.approx(float(expected), abs=1e-3)
+
+
+def reference_forward(model: WaveGlow, mel: torch.Tensor, audio: torch.Tensor):
+    """WaveGlow's forward written out from reference-dle c.2, index by index, so that a checkpoint of
+    NVIDIA's computes what it computed there: conditioning channel mel_channel * n_group + position,
+    the early outputs are the first channels, the shift b is WN's first half and log_s its second."""
+    n_group, n_samples = model.n_group, audio.size(1)
+    upsampled = model.upsample(mel)[:, :, :n_samples]
+    cond = torch.stack([upsampled[:, c, j::n_group] for c in range(mel.size(1)) for j in range(n_group)], dim=1)
+    x = torch.stack([audio[:, j::n_group] for j in range(n_group)], dim=1)
+    early, log_s_list, log_det_list = [], [], []
+    for k in range(model.n_flows):
+        if k > 0 and k % model.n_early_every == 0:
+            early.append(x[:, :model.n_early_size])
+            x = x[:, model.n_early_size:]
+        weight = model.convinv[k].conv.weight.squeeze(-1)
+        x = torch.einsum("ij,bjt->bit", weight, x)
+        log_det_list.append(x.size(0) * x.size(2) * torch.linalg.slogdet(weight.double())[1])
+        half = x.size(1) // 2
+        output = model.WN[k](x[:, :half], cond)
+        shift, log_s = output[:, :half], output[:, half:]
+        x = torch.cat([x[:, :half], torch.exp(log_s) * x[:, half:] + shift], dim=1)
+        log_s_list.append(log_s)
+    return torch.cat(early + [x], dim=1), log_s_list, log_det_list
+
+
+def test_forward_equals_the_recipes_flow_written_out():
+    model = small_model().eval()
+    gen = torch.Generator().manual_seed(4)
+    mel, audio = torch.randn(2, 80, 5, generator=gen), 0.3 * torch.randn(2, 256 * 5, generator=gen)
+    with torch.no_grad():
+        z, log_s_list, log_det_w_list = model((mel, audio))
+        expected_z, expected_log_s, expected_log_det = reference_forward(model, mel, audio)
+    torch.testing.assert_close(z, expected_z, rtol=1e-4, atol=1e-5)
+    for log_s, expected in zip(log_s_list, expected_log_s, strict=True):
+        torch.testing.assert_close(log_s, expected, rtol=1e-4, atol=1e-5)
+    for log_det, expected in zip(log_det_w_list, expected_log_det, strict=True):
+        assert float(log_det) == pytest.approx(float(expected), abs=1e-3)
+    # the conditioning matters (a wrong channel order would otherwise go unseen)
+    assert not torch.allclose(z, model((mel.roll(1, dims=1), audio))[0], atol=1e-3)
 
 
 def test_fused_wn_equals_the_layer_by_layer_computation():
@@ -349,6 +390,23 @@ def test_training_lowers_the_loss(speech_batch):
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0] - 0.5
     assert losses[-1] < 0
+
+
+def test_denoiser_bias_is_the_first_frame_of_the_vocoders_silence():
+    """reference-dle e.3: the bias is |STFT| (1024/256/1024) of the first frame of
+    waveglow.infer(zeros [1, 80, 88], sigma=0.0); the same whatever the random state."""
+    model = small_model(seed=2, n_layers=2).eval()
+    torch.manual_seed(1)
+    denoiser = Denoiser(model)
+    torch.manual_seed(2)
+    again = Denoiser(model)
+    with torch.no_grad():
+        silence = model.infer(torch.zeros(1, 80, 88), sigma=0.0)
+    magnitude, _ = STFT(1024, 256, 1024).transform(silence)
+    assert denoiser.bias_spec.shape == (1, 513, 1)
+    torch.testing.assert_close(denoiser.bias_spec, magnitude[:, :, :1])
+    torch.testing.assert_close(again.bias_spec, denoiser.bias_spec)
+    assert not torch.allclose(magnitude[:, :, :1], magnitude[:, :, 1:2])  # the frame chosen matters
 
 
 def test_denoiser_removes_the_bias_tone():
