@@ -7,12 +7,17 @@ are dropped: torchrun's environment carries them.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import torch
 from torch.distributed import run as torchrun
+from torch.distributed.elastic.multiprocessing.api import SignalException
 
 LEGACY_FLAGS = ("--rank", "--world-size")
+# How long torchrun lets stopped workers finish their step and write the stop checkpoint (WaveGlow's
+# is about 1 GB) before it kills them; torchrun's own default is 30 s.
+STOP_GRACE_SECONDS = 300
 
 
 def strip_legacy_flags(args: list[str]) -> list[str]:
@@ -29,11 +34,21 @@ def strip_legacy_flags(args: list[str]) -> list[str]:
     return kept
 
 
+def parse_count(value: str, source: str) -> int:
+    """A number of processes from --nproc or MULTIPROC_NPROC. Anything but a positive whole number is
+    a one-line error (exit 2): 0 must not quietly become one process per GPU, nor a typo a traceback."""
+    count = int(value) if value.strip().isdigit() else 0
+    if count < 1:
+        print(f"error: {source} {value!r}: expected a number of processes, at least 1", file=sys.stderr)
+        sys.exit(2)
+    return count
+
+
 def process_count(requested: int | None) -> int:
     if requested:
         return requested
     if os.environ.get("MULTIPROC_NPROC"):
-        return int(os.environ["MULTIPROC_NPROC"])
+        return parse_count(os.environ["MULTIPROC_NPROC"], "MULTIPROC_NPROC")
     return max(torch.cuda.device_count(), 1)
 
 
@@ -41,14 +56,22 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     requested = None
     if argv[:1] == ["--nproc"] and len(argv) > 1:
-        requested, argv = int(argv[1]), argv[2:]
+        requested, argv = parse_count(argv[1], "--nproc"), argv[2:]
     elif argv and argv[0].startswith("--nproc="):
-        requested, argv = int(argv[0].split("=", 1)[1]), argv[1:]
+        requested, argv = parse_count(argv[0].split("=", 1)[1], "--nproc"), argv[1:]
     if not argv:
         sys.exit("usage: python -m multiproc [--nproc N] train.py ARGS")
     nproc = process_count(requested)
-    # --standalone picks a free rendezvous port, so two jobs on one machine do not collide.
-    torchrun.main(["--standalone", f"--nproc-per-node={nproc}", argv[0], *strip_legacy_flags(argv[1:])])
+    # An environment variable, not a flag, so that torch versions without the setting still launch.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(STOP_GRACE_SECONDS))
+    try:
+        # --standalone picks a free rendezvous port, so two jobs on one machine do not collide.
+        torchrun.main(["--standalone", f"--nproc-per-node={nproc}", argv[0], *strip_legacy_flags(argv[1:])])
+    except SignalException as stop:
+        # A requested stop, not a failure: the workers got the signal too, finished their step and
+        # rank 0 wrote the stop checkpoint (its own message says where); torchrun raises all the same.
+        print(f"multiproc: stopped by {signal.Signals(stop.sigval).name}", file=sys.stderr, flush=True)
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,18 @@ def restore_training_state(resume: dict, path: str, model, optimizer, scaler, ar
     return start_epoch, iteration, consumed, resumed_loss
 
 
+def check_ranks_start_alike(start: tuple[int, int, int], resume_path: str | None) -> None:
+    """Every rank must start from the same (epoch, iteration, consumed). A rank that does not see the
+    checkpoint the others resume from (-o on a disk of its own node) would train other epochs than
+    they do and wait forever in a collective they never make; refuse, on every rank, instead."""
+    starts = distributed.all_gather_objects((start, resume_path))
+    if len({rank_start for rank_start, _ in starts}) > 1:
+        seen = "; ".join(f"rank {rank}: epoch {epoch}, iteration {iteration} from {path or 'no checkpoint'}"
+                         for rank, ((epoch, iteration, _), path) in enumerate(starts))
+        raise CheckpointError(f"the processes would resume from different states ({seen}); expected every "
+                              f"process to see the same checkpoints (-o on a file system every node shares)")
+
+
 def learning_rate_at(epoch: int, base_lr: float, anneal_steps, anneal_factor: float) -> float:
     """The recipe's epoch-based annealing; factor 0.3 alternates 0.3 and 0.1 steps."""
     if not anneal_steps:
@@ -335,9 +347,14 @@ def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple
             pair = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=device) for x in pair])
             totals[name] = totals[name] + pair if name in totals else pair
         first = first or (batch, outputs)
-    reduced = distributed.all_reduce_sum(torch.stack(list(totals.values())))
+    # Each utterance is validated once, so a rank may have had fewer batches or none (a validation
+    # set smaller than the world): the ranks agree on the statistics' names before summing them.
+    names = list(dict.fromkeys(name for rank_names in distributed.all_gather_objects(list(totals))
+                               for name in rank_names))
+    zero = torch.zeros(2, dtype=torch.float64, device=device)
+    reduced = distributed.all_reduce_sum(torch.stack([totals.get(name, zero) for name in names]))
     model.train(was_training)
-    return {name: (s / c if c > 0 else float("nan")) for name, (s, c) in zip(totals, reduced.tolist())}, first
+    return {name: (s / c if c > 0 else float("nan")) for name, (s, c) in zip(names, reduced.tolist())}, first
 
 
 def start_process(args) -> distributed.DistInfo:
@@ -384,6 +401,8 @@ def make_samplers(package, trainset, valset, args, dist_info) -> tuple[Resumable
     sampler = ResumableSampler(len(trainset), dist_info.world_size, dist_info.rank, seed=args.seed,
                                batch_size=args.batch_size, drop_last=True, lengths=lengths,
                                sort_pool=args.length_sort_pool)
+    # every validation utterance once: val_loss is the mean over the validation set whatever the
+    # number of processes (validation runs the bare model, so the ranks' batch counts may differ)
     val_sampler = ResumableSampler(len(valset), dist_info.world_size, dist_info.rank, shuffle=False,
                                    batch_size=args.batch_size, drop_last=args.bench_class == "perf-train")
     if sampler.batches_per_epoch() == 0:
@@ -512,6 +531,7 @@ def train(args) -> int:
                            check_names=args.ignore_layers != IGNORE_LAYERS_DEFAULT)
         if dist_info.is_main:
             print(f"Warm start from {warm_path}; fresh init kept for {', '.join(fresh) or 'no layer'}", flush=True)
+    check_ranks_start_alike((start_epoch, iteration, consumed), resume_path)
 
     # Flags, checkpoints and data are checked: from here on the output folder is written.
     logger = open_logger(args, device, dist_info.is_main)
@@ -537,7 +557,8 @@ def train(args) -> int:
                 dataset.set_epoch(epoch_seed(args, epoch, validation))
         loader = make_loader(trainset, sampler, package, args, device, loader_seed(args, epoch, dist_info.rank))
         epoch_start = time.perf_counter()
-        steps_done_before = sampler.consumed // (args.batch_size * dist_info.world_size)
+        global_batch = args.batch_size * dist_info.world_size
+        steps_done_before = sampler.consumed // global_batch
         train_model.train()
         for i, batch in enumerate(loader, start=steps_done_before):
             lr = learning_rate_at(epoch, args.learning_rate, args.anneal_steps, args.anneal_factor)
@@ -559,7 +580,10 @@ def train(args) -> int:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_thresh)
-            scaler.step(optimizer)
+            # Under --fp16-run the loss scaler skips a step whose gradients are not finite; float32
+            # has no scaler, so it is skipped here, or one bad batch would make every weight NaN.
+            if scaler.is_enabled() or torch.isfinite(grad_norm):
+                scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step = reduce_step(loss, counts, terms, logged_terms, stop.requested,
@@ -580,7 +604,9 @@ def train(args) -> int:
             if profiler is not None:
                 profiler.end_step()
             if step.stop_requested:
-                stopped_after = (i + 1) * args.batch_size * dist_info.world_size
+                # Counted on from where this run started: one resumed on another number of processes
+                # (or -bs) started at a position that need not be a whole number of its global batches.
+                stopped_after = sampler.consumed + (i + 1 - steps_done_before) * global_batch
                 break
         if stopped_after:
             break
@@ -593,7 +619,11 @@ def train(args) -> int:
 
         val_loader = make_loader(valset, val_sampler, package, args, device,
                                  loader_seed(args, epoch, dist_info.rank, validation=True))
-        val_means, first_val = validate(train_model, loss_fn, val_loader, package, args, device)
+        # The bare model, not the DDP wrapper: the ranks' validation batch counts may differ, and no
+        # rank may wait in a collective inside a forward the others do not make. The BatchNorm
+        # statistics DDP would have synchronised come from rank 0, as the checkpoint's do.
+        distributed.broadcast_buffers(model)
+        val_means, first_val = validate(model, loss_fn, val_loader, package, args, device)
         logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
         epoch_loss_scalar = {} if meter.mean_loss() is None else {"train/epoch_loss": meter.mean_loss()}
         logger.scalars(iteration, {**{f"val/{name}": value for name, value in val_means.items()},

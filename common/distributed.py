@@ -68,6 +68,14 @@ def all_gather_objects(obj) -> list:
     return [obj]
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every rank. DDP does it at the start of each
+    training forward, so after the last step every rank holds statistics updated by its own batch."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

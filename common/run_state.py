@@ -6,6 +6,7 @@ import os
 import random
 import re
 import signal
+import time
 
 import numpy as np
 import torch
@@ -13,19 +14,29 @@ import torch
 from common import checkpoint as ckpt_io
 from common.errors import CheckpointError, UserError
 
+FORWARDED_SIGNAL_SECONDS = 2.0  # a launcher's copy of a signal arrives within this of the original
+
 
 class StopRequest:
-    """SIGTERM/SIGINT ask for a clean stop at the end of the current step (preemptible machines)."""
+    """SIGTERM/SIGINT ask for a clean stop at the end of the current step (preemptible machines); a
+    second Ctrl-C, later than a launcher's forwarded copy of the first, stops at once."""
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
         self.requested = False
+        self.requested_at = 0.0
+        self.clock = clock
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
+        now = self.clock()
+        if self.requested:
+            # Ctrl-C reaches every process of the terminal's group, and torchrun then passes its own
+            # copy on to its workers: that copy must not cut the stop checkpoint short.
+            if signum == signal.SIGINT and now - self.requested_at > FORWARDED_SIGNAL_SECONDS:
+                raise KeyboardInterrupt
+            return
+        self.requested, self.requested_at = True, now
 
 
 def ignore_stop_signals(_worker_id: int) -> None:

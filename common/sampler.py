@@ -20,6 +20,11 @@ class ResumableSampler(Sampler[int]):
     length (ascending or descending, drawn per run) before the order is cut into batches: a batch
     then holds items of similar length, so less of it is padding. The pools are counted in samples,
     not batches, so the order still does not depend on the number of ranks.
+
+    With ``drop_last`` (training) every rank takes the same number of whole batches, as DDP needs.
+    Without it (validation) every sample is taken exactly once, round robin over the ranks, whose
+    shares then differ by up to one sample: a sample repeated to even them out would count twice in a
+    mean over the set.
     """
 
     def __init__(self, n_samples: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
@@ -58,14 +63,10 @@ class ResumableSampler(Sampler[int]):
 
     def _indices(self) -> list[int]:
         remaining = self._order()[self.consumed:]
-        global_batch = self.batch_size * self.num_replicas
         if self.drop_last:
-            n_used = len(remaining) // global_batch * global_batch
-        else:
-            # Pad by wrapping so every rank gets the same number of samples (DDP needs equal steps).
-            n_used = math.ceil(len(remaining) / self.num_replicas) * self.num_replicas
-            remaining = (remaining * (n_used // max(len(remaining), 1) + 1))[:n_used] if remaining else []
-        return remaining[:n_used][self.rank::self.num_replicas]
+            global_batch = self.batch_size * self.num_replicas
+            remaining = remaining[:len(remaining) // global_batch * global_batch]
+        return remaining[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._indices())
@@ -74,7 +75,7 @@ class ResumableSampler(Sampler[int]):
         return len(self._indices())
 
     def batches_per_epoch(self) -> int:
-        """Optimizer steps in a whole epoch (from its start), the same on every rank."""
+        """Batches in a whole epoch (from its start): every rank's with drop_last, else rank 0's (the most)."""
         global_batch = self.batch_size * self.num_replicas
         if self.drop_last:
             return self.n_samples // global_batch

@@ -18,6 +18,10 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-$("$PYTHON" -c 'import torch; print(max(torch.cud
 JOB_ID=${JOB_ID:-tacotron2-waveglow}
 MAX_RESTARTS=${MAX_RESTARTS:-3}
 
+# Stopped workers finish their step and write the stop checkpoint (WaveGlow's is about 1 GB) before
+# torchrun kills them; torchrun's own default allows 30 s.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}
+
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --nproc-per-node="$GPUS_PER_NODE" \
     --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$JOB_ID" \

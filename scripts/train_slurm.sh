@@ -5,12 +5,15 @@
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=32
 #SBATCH --time=24:00:00
-#SBATCH --signal=TERM@120
+#SBATCH --signal=B:USR1@120
 #SBATCH --requeue
 # Two nodes x 8 GPUs under SLURM: `sbatch scripts/train_slurm.sh -m Tacotron2 -o output/ -bs 48 --epochs 1501 --amp`.
-# One torchrun per node (one task per node); torchrun starts a process per GPU. --signal=TERM@120 asks
-# for a clean stop two minutes before the time limit: every rank finishes its step, rank 0 writes
-# checkpoint_<Model>_last.pt, and the requeued job continues from it (--resume-from-last).
+# One torchrun per node (one task per node); torchrun starts a process per GPU.
+# SLURM does not requeue a job that reaches its time limit, so two minutes before it SLURM signals this
+# script (B:USR1), which asks every rank for a clean stop (SIGTERM to the job step: every rank finishes
+# its step, rank 0 writes checkpoint_<Model>_last.pt), waits for it, then requeues the job; the
+# requeued job continues from that checkpoint (--resume-from-last). A run that ends on its own is not
+# requeued.
 set -euo pipefail
 
 nodes=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
@@ -20,5 +23,19 @@ export MASTER_PORT=${MASTER_PORT:-29500}
 export NNODES=$SLURM_JOB_NUM_NODES
 export JOB_ID=$SLURM_JOB_ID
 cd "${SLURM_SUBMIT_DIR:-.}"
-# srun forwards SLURM's SIGTERM to each node's torchrun, which passes it to its workers.
-srun --kill-on-bad-exit=1 bash scripts/train_multinode.sh "$@"
+
+stop_and_requeue() {
+    echo "train_slurm.sh: time limit near; stopping job $SLURM_JOB_ID cleanly, then requeueing it" >&2
+    trap '' TERM  # should the stop reach this script too, it must live on to requeue
+    # the job's steps only (each node's torchrun, which passes the signal on to its workers)
+    scancel --signal=TERM "$SLURM_JOB_ID"
+    wait "$srun_pid" || true
+    scontrol requeue "$SLURM_JOB_ID"
+    exit 0
+}
+trap stop_and_requeue USR1
+
+# In the background, so that the trap runs as soon as the signal arrives, not when srun returns.
+srun --kill-on-bad-exit=1 bash scripts/train_multinode.sh "$@" &
+srun_pid=$!
+wait "$srun_pid"

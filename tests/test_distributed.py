@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
+import multiproc
 import train
+from common import run_state
 from common.checkpoint import load_checkpoint
 from training_helpers import REPO, env_without_gpu, read_log, values, waveglow_args, write_noise_clips
 
@@ -50,15 +56,35 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def single_process_run(clips, tmp_path_factory):
+def odd_validation_list(clips) -> Path:
+    """3 validation clips, loud to nearly silent (their losses differ): not a multiple of 2 processes."""
+    folder, _ = clips
+    rng = np.random.default_rng(1)
+    for i, amplitude in enumerate((0.5, 0.01, 0.2)):
+        sf.write(folder / f"val{i}.wav", (amplitude * rng.standard_normal(SEGMENT)).astype(np.float32), 22050,
+                 subtype="PCM_16")
+    filelist = folder / "val.txt"
+    filelist.write_text("".join(f"val{i}.wav|val {i}\n" for i in range(3)), encoding="utf-8")
+    return filelist
+
+
+@pytest.fixture(scope="module")
+def single_process_run(clips, odd_validation_list, tmp_path_factory):
     output = tmp_path_factory.mktemp("single")
-    assert train.main(waveglow_args(output, *clips, 2, 4, SEGMENT)) == 0
+    assert train.main(waveglow_args(output, *clips, 2, 4, SEGMENT,
+                                    "--validation-files", str(odd_validation_list))) == 0
     return output
 
 
-def test_two_processes_match_one_process_on_the_same_global_batch(clips, single_process_run, tmp_path):
-    output = tmp_path / "ddp"
-    run(waveglow_args(output, *clips, 2, 2, SEGMENT), nproc=2)
+@pytest.fixture(scope="module")
+def two_process_run(clips, odd_validation_list, tmp_path_factory):
+    output = tmp_path_factory.mktemp("ddp")
+    run(waveglow_args(output, *clips, 2, 2, SEGMENT, "--validation-files", str(odd_validation_list)), nproc=2)
+    return output
+
+
+def test_two_processes_match_one_process_on_the_same_global_batch(single_process_run, two_process_run):
+    output = two_process_run
     assert_same_weights(final_weights(output), final_weights(single_process_run))
     # Only rank 0 logs: one record per step, with the loss averaged and items summed over ranks.
     log = read_log(output / "nvlog.json")
@@ -75,6 +101,15 @@ def test_two_processes_match_one_process_on_the_same_global_batch(clips, single_
         "checkpoint_WaveGlow_0.pt", "checkpoint_WaveGlow_1.pt", "checkpoint_WaveGlow_last.pt"]
 
 
+def test_validation_counts_every_utterance_once_on_two_processes(single_process_run, two_process_run):
+    """3 validation clips on 2 processes: no clip repeated to even out the ranks' shares, so
+    val_loss is the mean over the validation set, as on one process."""
+    single = values(read_log(single_process_run / "nvlog.json"), "val_loss")
+    ddp = values(read_log(two_process_run / "nvlog.json"), "val_loss")
+    assert [step for step, _ in ddp] == [step for step, _ in single] == [(0,), (1,)]
+    assert [v for _, v in ddp] == pytest.approx([v for _, v in single], rel=1e-4, abs=1e-6)
+
+
 def test_a_two_process_checkpoint_resumes_in_one_process_and_back(clips, single_process_run, tmp_path):
     two_then_one, one_then_two = tmp_path / "two_then_one", tmp_path / "one_then_two"
     run(waveglow_args(two_then_one, *clips, 1, 2, SEGMENT), nproc=2)
@@ -84,6 +119,65 @@ def test_a_two_process_checkpoint_resumes_in_one_process_and_back(clips, single_
     assert train.main(waveglow_args(one_then_two, *clips, 1, 4, SEGMENT)) == 0
     run(waveglow_args(one_then_two, *clips, 2, 2, SEGMENT, "--resume-from-last"), nproc=2)
     assert_same_weights(final_weights(one_then_two), final_weights(single_process_run))
+
+
+class StopAtStep:
+    """StopRequest stand-in: the stop is requested from the `step`-th step on (train.py looks once a step)."""
+
+    def __init__(self, step: int):
+        self.step, self.looks = step, 0
+
+    @property
+    def requested(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.step
+
+
+def consumed_utterances(output: Path) -> int:
+    return load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))["sampler"]["consumed"]
+
+
+def test_a_run_resumed_with_another_global_batch_records_where_it_stops(clips, tmp_path, monkeypatch):
+    """Stopped after one step of 2 utterances, resumed with a global batch of 4 (2 processes of 2, or
+    -bs 4 here: the same count) and stopped again after one step: 6 utterances of the epoch are done,
+    not 4, which would train 2 of them twice."""
+    monkeypatch.setattr(train, "StopRequest", lambda: StopAtStep(1))
+    output = tmp_path / "stopped_twice"
+    assert train.main(waveglow_args(output, *clips, 1, 2, SEGMENT)) == 0
+    assert consumed_utterances(output) == 2
+    assert train.main(waveglow_args(output, *clips, 1, 4, SEGMENT, "--resume-from-last")) == 0
+    assert consumed_utterances(output) == 6
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_nodes_that_see_different_checkpoints_stop_with_an_error_instead_of_waiting(clips, single_process_run,
+                                                                                    tmp_path):
+    """Two nodes (scripts/train_multinode.sh twice on this machine), each with an -o of its own as on
+    disks that are not shared: one finds a last checkpoint, the other none. They would train different
+    epochs and wait forever in collectives the other never makes; both must stop and say why."""
+    node_outputs = [tmp_path / "node0", tmp_path / "node1"]
+    node_outputs[0].mkdir()
+    shutil.copy(single_process_run / "checkpoint_WaveGlow_last.pt", node_outputs[0])
+    env = {**env_without_gpu(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NNODES": "2",
+           "GPUS_PER_NODE": "1", "MAX_RESTARTS": "0", "PYTHON": sys.executable, "JOB_ID": f"split-{os.getpid()}"}
+    nodes = [subprocess.Popen(["bash", "scripts/train_multinode.sh", *waveglow_args(output, *clips, 4, 2, SEGMENT)],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+             for output in node_outputs]
+    try:
+        outputs = [node.communicate(timeout=120)[0] for node in nodes]
+    finally:
+        for node in nodes:  # hung ranks ignore SIGTERM (it only asks for a stop after the step)
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+    for node, output in zip(nodes, outputs):
+        assert node.returncode != 0, output
+        assert "would resume from different states" in output and "no checkpoint" in output, output
 
 
 def wait_for_log_key(log_file: Path, key: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -121,6 +215,51 @@ def test_sigterm_mid_epoch_writes_a_checkpoint_and_resume_continues(clips, tmp_p
     assert sorted(s for s in steps if s[0] == epoch) == [(epoch, i) for i in range(8)]
     assert sorted(s for s in steps if s[0] == epoch + 1) == [(epoch + 1, i) for i in range(8)]
     assert load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))["iteration"] == 8 * (epoch + 2)
+
+
+def test_a_launchers_forwarded_ctrl_c_does_not_cut_the_stop_short():
+    """Ctrl-C reaches torchrun and its workers, and torchrun forwards its copy: the workers' second
+    SIGINT right after the first still means a clean stop; one a while later stops at once."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    now = [100.0]
+    try:
+        stop = run_state.StopRequest(clock=lambda: now[0])
+        stop._handle(signal.SIGINT, None)
+        assert stop.requested
+        now[0] += 0.1
+        stop._handle(signal.SIGINT, None)  # the launcher's copy
+        stop._handle(signal.SIGTERM, None)
+        now[0] += run_state.FORWARDED_SIGNAL_SECONDS
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(signal.SIGINT, None)  # the user insists
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def test_sigterm_to_a_multiproc_job_stops_it_cleanly(clips, tmp_path):
+    """SIGTERM to the launcher's process group (SLURM, timeout): the ranks finish their step, rank 0
+    writes the stop checkpoint, and the launcher exits 0 without a traceback."""
+    output = tmp_path / "preempted"
+    process = launch(waveglow_args(output, *clips, 50, 1, SEGMENT), nproc=2, start_new_session=True)
+    wait_for_log_key(output / "nvlog.json", '"train_iter_loss"', process)
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout
+    assert "Stopped by signal" in stdout and "multiproc: stopped by SIGTERM" in stdout
+    assert "Traceback" not in stdout
+    assert load_checkpoint(str(output / "checkpoint_WaveGlow_last.pt"))["sampler"]["consumed"] > 0
+
+
+def test_multiproc_gives_stopped_workers_time_for_their_checkpoint(monkeypatch):
+    launched = []
+    monkeypatch.setattr(multiproc.torchrun, "main", launched.append)
+    monkeypatch.delenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", raising=False)
+    multiproc.main(["--nproc", "2", "train.py", "-m", "WaveGlow"])
+    assert os.environ["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == str(multiproc.STOP_GRACE_SECONDS)
+    monkeypatch.setenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "45")  # the user's own setting wins
+    multiproc.main(["--nproc", "2", "train.py", "-m", "WaveGlow"])
+    assert os.environ["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "45" and len(launched) == 2
 
 
 def child_with_rank(parent_pid: int, rank: int) -> int | None:
@@ -172,3 +311,18 @@ def test_torchrun_restarts_a_killed_worker_which_resumes_from_the_last_checkpoin
     assert process.returncode == 0, stdout
     assert "Resumed from" in stdout and str(last) in stdout
     assert load_checkpoint(str(last))["epoch"] == 5
+
+
+@pytest.mark.parametrize("argv, env", [(["--nproc", "0"], {}), (["--nproc=two"], {}), (["--nproc"], {}),
+                                       ([], {"MULTIPROC_NPROC": "0"}), ([], {"MULTIPROC_NPROC": "x"})],
+                         ids=["zero", "word", "no-value", "env-zero", "env-word"])
+def test_multiproc_refuses_a_process_count_that_is_not_positive(argv, env, monkeypatch, capsys):
+    """One `error:` line and exit 2, before anything starts: not one process per GPU for 0, nor a traceback."""
+    launched = []
+    monkeypatch.setattr(multiproc.torchrun, "main", launched.append)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:
+        multiproc.main([*argv, "train.py", "-m", "WaveGlow", "--rank", "1", "--world-size=4"])
+    assert exit_info.value.code == 2 and not launched
+    assert "expected a number of processes" in capsys.readouterr().err

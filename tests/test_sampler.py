@@ -60,3 +60,19 @@ def test_sorted_pools_do_not_depend_on_ranks_and_resume_by_position():
 def test_sorted_pools_need_a_length_per_item():
     with pytest.raises(ValueError, match="one length per sample"):
         ResumableSampler(N, lengths=LENGTHS[:-1], sort_pool=8)
+
+
+@pytest.mark.parametrize("n_samples, replicas", [(N, 1), (N, 2), (N, 3), (1, 4), (3, 4)])
+def test_without_drop_last_every_sample_is_taken_once(n_samples, replicas):
+    """Validation's sampler: the ranks' shares together are the whole set, round robin, nothing
+    repeated (a repeat would count twice in val_loss), shares differing by at most one (a rank may
+    have none), and batches_per_epoch the most batches any rank's loader gives."""
+    samplers = [ResumableSampler(n_samples, replicas, rank, shuffle=False, batch_size=4, drop_last=False)
+                for rank in range(replicas)]
+    shares = [list(sampler) for sampler in samplers]
+    assert sorted(index for share in shares for index in share) == list(range(n_samples))
+    assert all(share == list(range(rank, n_samples, replicas)) for rank, share in enumerate(shares))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    n_batches = [len(list(torch.utils.data.DataLoader(range(n_samples), batch_size=4, sampler=sampler)))
+                 for sampler in samplers]
+    assert samplers[0].batches_per_epoch() == max(n_batches)

@@ -6,9 +6,11 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -255,3 +257,52 @@ def test_prepare_mels_script(recorded_python, tmp_path):
     assert [os.path.basename(f) for f in args.mel_files] == [
         "ljs_mel_text_train_filelist.txt", "ljs_mel_text_val_filelist.txt", "ljs_mel_text_test_filelist.txt"]
     assert [f.replace("audio", "mel") for f in args.wav_files] == args.mel_files
+
+
+# -- train_slurm.sh under a stand-in SLURM: stop and requeue before the time limit ------------------
+
+FAKE_SLURM = {
+    "scontrol": 'if [ "$1" = show ]; then echo node0; else echo "scontrol $*" >> "$SLURM_LOG"; fi\n',
+    # the job's steps are the stand-in srun: it stops when signalled, as torchrun's workers do
+    "scancel": 'echo "scancel $*" >> "$SLURM_LOG"; kill -TERM "$(cat "$SRUN_PID")"\n',
+    "srun": ('echo $$ > "$SRUN_PID"; echo "srun $*" >> "$SLURM_LOG"\n'
+             'trap \'echo "step stopped" >> "$SLURM_LOG"; exit 1\' TERM\n'
+             'if [ -n "${SRUN_EXIT:-}" ]; then exit "$SRUN_EXIT"; fi\n'
+             'while :; do sleep 0.1; done\n'),
+}
+
+
+def start_slurm_job(tmp_path, **env):
+    bin_dir = tmp_path / "slurm_bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in FAKE_SLURM.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "slurm.log"
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_LOG": str(log),
+                "SRUN_PID": str(tmp_path / "srun.pid"), "SLURM_JOB_NODELIST": "node0", "SLURM_JOB_NUM_NODES": "1",
+                "SLURM_JOB_ID": "42", "SLURM_SUBMIT_DIR": REPO_ROOT, **env}
+    process = subprocess.Popen(["bash", os.path.join(REPO_ROOT, "scripts", "train_slurm.sh"), "-m", "WaveGlow"],
+                               env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def test_slurm_script_stops_the_step_cleanly_then_requeues_the_job(tmp_path):
+    process, log = start_slurm_job(tmp_path)
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "srun" in log.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@120 sends before the time limit
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("srun --kill-on-bad-exit=1 bash scripts/train_multinode.sh -m WaveGlow")
+    assert lines[1:] == ["scancel --signal=TERM 42", "step stopped", "scontrol requeue 42"]
+
+
+def test_slurm_script_without_the_signal_ends_as_its_step_does_and_is_not_requeued(tmp_path):
+    process, log = start_slurm_job(tmp_path, SRUN_EXIT="3")
+    process.communicate(timeout=30)
+    assert process.returncode == 3
+    assert not any(line.startswith(("scancel", "scontrol")) for line in log.read_text().splitlines())

@@ -220,6 +220,89 @@ def test_fp32_training_stops_after_repeated_non_finite_losses(tmp_path, monkeypa
         train.main(tacotron2_args(tmp_path / "out", train_list, 1))
 
 
+def test_fp32_skips_a_step_with_non_finite_gradients_and_trains_on(tmp_path, monkeypatch):
+    """One batch with NaN gradients: its step is skipped (as the fp16 loss scaler does), so the
+    weights stay finite and the next steps' losses too."""
+    real_build_loss = tacotron2.build_loss
+    calls = {"train": 0}
+
+    def one_nan_batch(args):
+        loss_fn = real_build_loss(args)
+
+        def loss(outputs, targets):
+            value, terms = loss_fn(outputs, targets)
+            if torch.is_grad_enabled():
+                calls["train"] += 1
+                if calls["train"] == 2:
+                    value = value * float("nan")  # NaN gradients as well
+            return value, terms
+        return loss
+
+    monkeypatch.setattr(tacotron2, "build_loss", one_nan_batch)
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 12), 1)) == 0
+    losses = [loss for _, loss in values(read_log(out / "nvlog.json"), "train_iter_loss")]
+    assert len(losses) == 6 and math.isnan(losses[1])
+    assert all(math.isfinite(loss) for loss in losses[:1] + losses[2:])
+    state = torch.load(out / "checkpoint_Tacotron2_last.pt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point())
+
+
+class RecordingAdam(torch.optim.Adam):
+    """Adam that notes, at each step, the learning rate it steps with and the norm of the gradients."""
+    steps: list = []
+
+    def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        RecordingAdam.steps.append((self.param_groups[0]["lr"], float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g) for g in grads])))))
+        return super().step(closure)
+
+
+def test_the_optimizer_steps_with_clipped_gradients_and_the_annealed_rate(tmp_path, monkeypatch):
+    monkeypatch.setattr(RecordingAdam, "steps", [])
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 4), 2, "--bench-class", "perf-train",
+                                     "--grad-clip-thresh", "0.01", "--anneal-steps", "1")) == 0
+    # 2 epochs of 2 steps; the rate annealed by the default factor 0.1 from epoch 1 on
+    assert [lr for lr, _ in RecordingAdam.steps] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4], rel=1e-12)
+    # an untrained model's gradients are far longer than 0.01: every step is clipped to that norm
+    assert [norm for _, norm in RecordingAdam.steps] == pytest.approx([0.01] * 4, rel=1e-4)
+    log = read_log(out / "nvlog.json")
+    assert values(log, "learning_rate changed") == [((1, 2), "0.001 -> 0.0001")]
+
+
+def test_a_non_finite_loss_is_left_out_of_the_epoch_mean_and_finite_steps_reset_the_count(tmp_path, monkeypatch):
+    """Every other training step reports a NaN loss (its gradients stay finite): five in all, never
+    two in a row, so the run goes on; the epoch's mean is that of its finite steps."""
+    real_build_loss = tacotron2.build_loss
+    calls = {"train": 0}
+
+    def every_other_nan(args):
+        loss_fn = real_build_loss(args)
+
+        def loss(outputs, targets):
+            value, terms = loss_fn(outputs, targets)
+            if torch.is_grad_enabled():  # training, not validation
+                calls["train"] += 1
+                if calls["train"] % 2:
+                    value = value + float("nan")  # a NaN value; the gradient is the loss's
+            return value, terms
+        return loss
+
+    monkeypatch.setattr(tacotron2, "build_loss", every_other_nan)
+    out = tmp_path / "out"
+    assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 20), 1, "--bench-class", "perf-train")) == 0
+    log = read_log(out / "nvlog.json")
+    losses = [loss for _, loss in values(log, "train_iter_loss")]
+    assert len(losses) == 10 and calls["train"] == 10
+    assert all(math.isnan(loss) for loss in losses[::2]) and all(math.isfinite(loss) for loss in losses[1::2])
+    finite = losses[1::2]
+    assert values(log, "train_epoch_avg_loss") == [((0,), pytest.approx(sum(finite) / len(finite)))]
+    assert all(math.isfinite(loss) for _, loss in values(log, "val_loss"))
+
+
 def test_unknown_flags_are_an_error(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["-m", "Tacotron2", "-o", "x", "-lr", "1", "--epochs", "1", "-bs", "1", "--no-such-flag"])
