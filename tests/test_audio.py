@@ -86,6 +86,30 @@ def test_truncation_is_caught_although_libsndfile_hides_it(tmp_path, tmp_wav):
         load_wav(path, 22050)
 
 
+@pytest.mark.parametrize("reader", [load_wav, check_wav])
+def test_a_single_missing_byte_is_truncation(reader, tmp_path, tmp_wav):
+    path = tmp_wav("cut.wav", n_samples=5000)  # 10000 data bytes declared
+    truncate_data_chunk(path, 9998)  # one whole sample short
+    with pytest.raises(AudioError, match="truncated: the data chunk holds 9998 of 10000 bytes"):
+        reader(path, 22050)
+
+
+def test_streamed_wav_with_an_unknown_data_size_loads(tmp_path, tmp_wav):
+    """Writers that stream to a pipe cannot seek back to fill in the sizes; they leave 0xFFFFFFFF."""
+    declared = 0xFFFFFFFF
+    path = tmp_wav("streamed.wav", n_samples=3000)
+    expected = load_wav(path, 22050)
+    with open(path, "rb") as f:
+        raw = bytearray(f.read())
+    data_at = raw.index(b"data") + 8
+    raw[4:8] = struct.pack("<I", declared)
+    raw[data_at - 4:data_at] = struct.pack("<I", declared)
+    with open(path, "wb") as f:
+        f.write(raw)
+    check_wav(path, 22050)
+    torch.testing.assert_close(load_wav(path, 22050), expected, atol=0, rtol=0)
+
+
 def test_odd_chunks_before_data_and_trailing_chunks_are_fine(tmp_path):
     samples = (np.arange(1000) % 200 - 100).astype("<i2").tobytes()
     fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)

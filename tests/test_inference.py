@@ -449,3 +449,47 @@ def test_sampling_defaults_are_the_recipes():
     assert (args.sigma_infer, args.denoising_strength) == (0.9, 0.01)
     args = parse(["-i", "t.txt", "-o", "out", "-s", "0.6", "-d", "0"])
     assert (args.sigma_infer, args.denoising_strength) == (0.6, 0.0)
+
+
+def vocoder_pipeline(sigma: float, strength: float) -> inference.Pipeline:
+    model = tiny_waveglow().eval()
+    model.remove_weightnorm()
+    denoiser = inference.Denoiser(model) if strength > 0 else None
+    return inference.Pipeline(torch.device("cpu"), None, None, model, denoiser, None, sigma, strength, 0,
+                              torch.Generator())
+
+
+def test_vocoder_uses_the_chosen_sigma_and_denoising_strength():
+    """-s and -d reach WaveGlow and the denoiser: the audio is WaveGlow's sample at sigma, then
+    max(|STFT| - strength * bias, 0) with the sample's own phase (reference-dle e.3)."""
+    mel = torch.randn(1, 80, 6, generator=torch.Generator().manual_seed(0)) - 5
+    plain = vocoder_pipeline(0.0, 0.0)
+    raw = plain.vocoder.infer(mel, sigma=0.0)  # sigma 0: no noise, the same audio whatever the RNG
+    audio, _, _ = inference.mel_to_audio(plain, mel)
+    torch.testing.assert_close(audio, raw)
+    for strength in (0.05, 0.5):
+        pipe = vocoder_pipeline(0.0, strength)
+        stft = pipe.denoiser.stft
+        magnitude, phase = stft.transform(raw)
+        expected = stft.inverse((magnitude - strength * pipe.denoiser.bias_spec).clamp(min=0), phase)[:, 0]
+        audio, _, _ = inference.mel_to_audio(pipe, mel)
+        assert audio.shape == raw.shape
+        torch.testing.assert_close(audio, expected, atol=1e-6, rtol=1e-5)
+    noisy = vocoder_pipeline(0.5, 0.0)
+    torch.manual_seed(1)
+    audio, _, _ = inference.mel_to_audio(noisy, mel)
+    torch.manual_seed(1)
+    torch.testing.assert_close(audio, noisy.vocoder.infer(mel, sigma=0.5))
+
+
+def test_saved_mels_of_a_batch_are_padded_with_the_log_mel_of_silence():
+    """The padding is what the front end makes of silence, log(1e-5), so it sounds like silence."""
+    silence = float(inference.TacotronSTFT().mel_spectrogram(torch.zeros(2048)).max())
+    assert silence == pytest.approx(float(np.log(1e-5)))
+    long, short = torch.randn(80, 9) - 5, torch.randn(80, 5) - 5
+    pipe = vocoder_pipeline(0.0, 0.0)
+    mel, lengths, alignments, _ = inference.decode_batch(pipe, [inference.Item(0, mel=long),
+                                                                inference.Item(1, mel=short)])
+    assert lengths.tolist() == [9, 5] and alignments is None
+    assert torch.equal(mel[0], long) and torch.equal(mel[1, :, :5], short)
+    torch.testing.assert_close(mel[1, :, 5:], torch.full((80, 4), silence))

@@ -69,6 +69,10 @@ def test_silence_sits_on_the_floor(taco_stft):
 def test_audio_out_of_range_is_refused(taco_stft):
     with pytest.raises(AudioError, match=r"outside \[-1, 1\].*max 1\.5"):
         taco_stft.mel_spectrogram(torch.tensor([[0.0, 1.5] * 1000]))
+    with pytest.raises(AudioError, match=r"outside \[-1, 1\].*min -1\.5"):
+        taco_stft.mel_spectrogram(torch.tensor([[0.0, -1.5] * 1000]))
+    # the bounds themselves are in range (a full-scale int16 -32768 / 32768 is exactly -1)
+    taco_stft.mel_spectrogram(torch.tensor([[-1.0, 1.0] * 1000]))
 
 
 def test_no_buffers_in_state_dict():
@@ -162,6 +166,19 @@ def test_griffin_lim_error_falls_with_iterations(speech_like):
     assert errors[2] < 0.25
 
 
+def test_griffin_lim_runs_exactly_n_iters_projections(speech_like):
+    """Griffin-Lim: x_0 = ISTFT(|S| e^(i phi_0)), x_(k+1) = ISTFT(|S| e^(i angle STFT(x_k))).
+    n_iters=k from a seed is k such projections of the n_iters=0 signal from the same seed."""
+    stft = STFT(256, 64, 256)
+    target, _ = stft.transform(torch.from_numpy(speech_like(2048, seed=8))[None])
+    signal = griffin_lim(target, stft, n_iters=0, generator=torch.Generator().manual_seed(1))
+    for n_iters in (1, 2, 3):
+        _, angles = stft.transform(signal)
+        signal = stft.inverse(target, angles).squeeze(1)
+        actual = griffin_lim(target, stft, n_iters=n_iters, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(actual, signal, atol=1e-6, rtol=0)
+
+
 def test_dynamic_range_compression_round_trip():
     x = torch.logspace(-5, 2, 50)
     torch.testing.assert_close(dynamic_range_decompression(dynamic_range_compression(x)), x)
@@ -180,6 +197,17 @@ def test_mel_to_magnitude_reprojects(taco_stft, speech_like):
     loud = log_mel > -6
     assert loud.float().mean() > 0.3
     assert (reprojected - log_mel)[loud].abs().mean() < 0.05
+
+
+def test_mel_to_magnitude_is_the_clamped_least_squares_inverse(taco_stft):
+    """|S| ~ max(pinv(mel_basis) @ exp(log_mel), 0): negative least-squares values become 0 (no energy),
+    not their absolute value."""
+    log_mel = torch.from_numpy(np.random.default_rng(9).uniform(-8, 1, (1, 80, 6)).astype(np.float32))
+    pinv = np.linalg.pinv(librosa.filters.mel(sr=SR, n_fft=1024, n_mels=80, fmin=0.0, fmax=8000.0))
+    unclamped = pinv.astype(np.float64) @ np.exp(log_mel[0].numpy().astype(np.float64))
+    assert (unclamped < -1e-3).any()  # the case that matters is present
+    np.testing.assert_allclose(taco_stft.mel_to_magnitude(log_mel)[0].numpy(), np.maximum(unclamped, 0),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_griffin_lim_from_mel_length_and_content(taco_stft, speech_like):

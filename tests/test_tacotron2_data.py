@@ -44,11 +44,13 @@ def test_items_from_mel_files(tmp_path):
     (tmp_path / "mels").mkdir()
     torch.save(mel_pt, tmp_path / "mels/a.pt")
     np.save(tmp_path / "mels/b.npy", mel_npy)
-    filelist = write_list(tmp_path / "list.txt", ["mels/a.pt|first one", "mels/b.npy|second"])
+    filelist = write_list(tmp_path / "list.txt", ["mels/a.pt|first one", "mels/b.npy|Mr. Smith"])
     dataset = TextMelDataset(filelist, str(tmp_path), load_mel_from_disk=True, text_cleaners=["basic_cleaners"])
     assert torch.equal(dataset[0][1], mel_pt)
     assert torch.equal(dataset[1][1], torch.from_numpy(mel_npy))
-    assert dataset[1][0].tolist() == text_to_sequence("second", ["basic_cleaners"])
+    # the chosen cleaners, not the default english_cleaners (which would say "mister smith")
+    assert dataset[1][0].tolist() == text_to_sequence("mr. smith", [])
+    assert dataset[1][0].tolist() != text_to_sequence("mister smith", [])
 
 
 def test_mel_file_with_wrong_shape_names_the_line(tmp_path):
@@ -65,11 +67,15 @@ def test_mel_file_with_wrong_shape_names_the_line(tmp_path):
 def test_frame_counts_without_reading_the_mels(tmp_path, tmp_wav):
     """n_frames (the --length-sort-pool key) equals each item's mel length, from wav headers or from
     the saved mels' shapes; an unreadable file is named with its line."""
-    for n_samples in (8000, 22050, 600):
+    sizes = (8000, 22050, 600, 256 * 20)  # 1 + samples // 256; a whole number of hops gets one more
+    for n_samples in sizes:
         tmp_wav(f"wavs/{n_samples}.wav", n_samples=n_samples)
-    wav_list = write_list(tmp_path / "wavs.txt", [f"wavs/{n}.wav|Hello" for n in (8000, 22050, 600)])
+    wav_list = write_list(tmp_path / "wavs.txt", [f"wavs/{n}.wav|Hello" for n in sizes])
     wavs = TextMelDataset(wav_list, str(tmp_path))
-    assert wavs.n_frames() == [wavs[i][1].size(1) for i in range(3)] == [32, 87, 3]
+    assert wavs.n_frames() == [wavs[i][1].size(1) for i in range(4)] == [32, 87, 3, 21]
+    # another hop: the count follows it (1 + 8000 // 200 = 41)
+    other_hop = TextMelDataset(wav_list, str(tmp_path), hop_length=200, win_length=800)
+    assert other_hop.n_frames()[0] == other_hop[0][1].size(1) == 41
     (tmp_path / "mels").mkdir()
     torch.save(torch.randn(80, 17), tmp_path / "mels/a.pt")
     np.save(tmp_path / "mels/b.npy", np.zeros((80, 9), dtype=np.float32))
@@ -105,6 +111,14 @@ def test_all_bad_entries_reported_together(tmp_path, tmp_wav):
     assert problems[2].startswith(f"{filelist}:4: ") and "empty after cleaning" in problems[2]
     assert problems[3].startswith(f"{filelist}:5: ") and "XX1" in problems[3]
     assert isinstance(info.value, UserError)
+
+
+def test_deferred_check_still_refuses_a_wav_of_another_rate_when_read(tmp_path, tmp_wav):
+    tmp_wav("rate.wav", sampling_rate=16000)
+    filelist = write_list(tmp_path / "list.txt", ["rate.wav|some text"])
+    dataset = TextMelDataset(filelist, str(tmp_path), check=False)
+    with pytest.raises(UserError, match=r"rate.wav: sampling rate 16000 Hz \(expected 22050 Hz"):
+        dataset[0]
 
 
 def test_check_can_be_deferred_and_missing_mel_files_are_found(tmp_path):

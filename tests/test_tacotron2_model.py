@@ -2,6 +2,8 @@
 inference with per-utterance stopping, mixed precision, checkpoint prefixes, and a real overfit."""
 
 import argparse
+import inspect
+import math
 import shutil
 import warnings
 from pathlib import Path
@@ -469,6 +471,30 @@ def test_infer_with_firing_gate_gives_one_frame_and_no_warning():
         warnings.simplefilter("error")
         mel, mel_lengths, alignments = model.infer(torch.randint(1, 148, (2, 5)), torch.tensor([5, 3]))
     assert mel_lengths.tolist() == [1, 1] and mel.shape == (2, 20, 1) and alignments.shape == (2, 1, 5)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.9])
+def test_a_gate_just_over_its_threshold_stops_decoding_and_one_just_under_does_not(threshold):
+    """The stop decision itself (not only the reported lengths) uses sigmoid(gate) > gate_threshold."""
+    logit = math.log(threshold / (1 - threshold))
+    for margin, fires in ((0.05, True), (-0.05, False)):
+        model = small_model(gate_threshold=threshold, max_decoder_steps=12).eval()
+        with torch.no_grad():
+            model.decoder.gate_layer.linear_layer.weight.zero_()
+            model.decoder.gate_layer.linear_layer.bias.fill_(logit + margin)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mel, mel_lengths, _ = model.infer(torch.randint(1, 148, (2, 5)), torch.tensor([5, 3]))
+        hit_limit = any("Reached max decoder steps" in str(w.message) for w in caught)
+        assert hit_limit is not fires
+        assert mel_lengths.tolist() == ([1, 1] if fires else [12, 12])
+
+
+def test_the_constructors_defaults_are_the_flags_defaults():
+    """Code that builds Tacotron2() directly gets the recipe's model, as train.py's flags give it."""
+    signature = inspect.signature(Tacotron2)
+    for key, value in tacotron2.config_from_args(parse([])).items():
+        assert signature.parameters[key].default == value, key
 
 
 def test_no_early_stopping_decodes_max_steps():

@@ -102,6 +102,17 @@ def test_padding_is_ignored():
     assert ratio(stats["reached_end"]) == 0.0
 
 
+def test_reached_end_counts_only_real_decoder_steps():
+    """A shorter utterance of the batch whose padded steps (after its stop) point at its last token has
+    not reached the end: only its real steps say where its attention went."""
+    n_frames, n_tokens = 12, 6
+    stuck = torch.zeros(1, 20, n_tokens)
+    stuck[0, :, 0] = 1.0  # real steps never leave the first token
+    stuck[0, n_frames:, n_tokens - 1] = 2.0  # the padded steps hold anything
+    assert ratio(reached_end(stuck, lengths(n_tokens), lengths(n_frames))) == 0.0
+    assert ratio(reached_end(stuck, lengths(n_tokens), lengths(20))) == 1.0  # were they real, it would
+
+
 def test_focus_pools_real_steps_over_the_batch_like_an_independent_loop():
     generator = torch.Generator().manual_seed(3)
     alignments = torch.softmax(4 * torch.randn(3, 15, 9, generator=generator), dim=2)

@@ -10,7 +10,7 @@ import tacotron2
 import train
 import waveglow
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.errors import CheckpointError
+from common.errors import CheckpointError, UserError
 from training_helpers import SMALL_WAVEGLOW, read_log, tacotron2_args, tiny_filelist, values
 
 
@@ -100,6 +100,23 @@ def test_nvidia_v1_fp16_module_prefixed_files_warm_start(tmp_path):
         if name not in fresh:
             assert torch.equal(value, source.state_dict()[name].half().float()), name
     assert not torch.equal(model.embedding.weight, source.embedding.weight.half().float())
+
+
+def test_ignored_layers_are_whole_name_components(tmp_path):
+    """"decoder.attention" names no layer: decoder.attention_rnn and decoder.attention_layer are
+    other layers whose names merely start with those letters."""
+    config = small_config(tiny_filelist(tmp_path, 2))
+    source = trained_looking_model(config)
+    path = tmp_path / "v1.pt"
+    torch.save({"epoch": 3, "config": config, "state_dict": source.state_dict()}, str(path))
+    torch.manual_seed(5)
+    model = tacotron2.build_model(config)
+    with pytest.raises(UserError, match="--ignore-layers decoder.attention: no such layer in this Tacotron2"):
+        train.warm_start(model, str(path), "Tacotron2", ["decoder.attention"], check_names=True)
+    assert train.warm_start(model, str(path), "Tacotron2", ["decoder.attention"]) == []
+    fresh = train.warm_start(model, str(path), "Tacotron2", ["decoder.attention_rnn"], check_names=True)
+    assert fresh == [name for name in source.state_dict() if name.split(".")[:2] == ["decoder", "attention_rnn"]]
+    assert len(fresh) == 4  # LSTMCell: weight_ih, weight_hh, bias_ih, bias_hh
 
 
 def test_waveglow_warm_starts_and_other_models_are_refused(tmp_path):

@@ -160,6 +160,19 @@ def test_fused_wn_equals_the_layer_by_layer_computation():
         assert torch.allclose(conv.effective_weight(), expected, atol=1e-6)
 
 
+def test_1x1_log_det_counts_every_column_of_the_batch():
+    """log|det W| enters the likelihood once per (utterance, time step): B * T' * log|det W|
+    (reference-dle d.1). Fresh weights are rotations (log|det| 0), so scale them to see it."""
+    torch.manual_seed(0)
+    conv = Invertible1x1Conv(8)
+    with torch.no_grad():
+        conv.conv.weight.mul_(1.3)
+    z = torch.randn(3, 8, 5)
+    out, log_det = conv(z)
+    assert float(log_det) == pytest.approx(3 * 5 * 8 * np.log(1.3), rel=1e-5)
+    torch.testing.assert_close(out, 1.3 * torch.einsum("ij,bjt->bit", conv.conv.weight[:, :, 0] / 1.3, z))
+
+
 def test_initial_1x1_weights_are_rotations():
     for n_channels in (8, 6, 4):
         weight = Invertible1x1Conv(n_channels).conv.weight.squeeze(-1).double()
@@ -263,6 +276,10 @@ def test_loss_matches_the_formula():
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     assert float(terms["z_term"] - terms["log_s"] - terms["log_det_W"]) == pytest.approx(
         float(loss), rel=1e-5)
+    # the recipe's default sigma is 1.0 (reference-dle d.1)
+    default_loss, _ = WaveGlowLoss()((z, log_s_list, log_det_w_list))
+    expected = ((z64 ** 2).sum() / 2 - sum(log_s.double().sum() for log_s in log_s_list) - 1.5) / z.numel()
+    assert float(default_loss) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_autocast_keeps_flow_terms_in_float32():

@@ -56,6 +56,27 @@ def test_crop_is_a_random_window_of_the_clip(tmp_path, tmp_wav, speech_like):
     assert torch.equal(dataset[0][1], first)  # the torch RNG decides the crop
 
 
+def test_epoch_seed_fixes_each_items_crop_whatever_the_torch_rng(tmp_path, tmp_wav):
+    """After set_epoch the crop depends on (seed, index) only: the same in any process or worker,
+    different between items (even of one clip) and between epochs."""
+    tmp_wav("long.wav", n_samples=20000)
+    clip = load_wav(str(tmp_path / "long.wav"))
+    dataset = MelAudioDataset(write_filelist(tmp_path / "list.txt", ["long.wav", "long.wav"]), str(tmp_path),
+                              segment_length=4000)
+
+    def start(index, torch_seed):
+        torch.manual_seed(torch_seed)
+        audio = dataset[index][1]
+        return int(torch.nonzero((clip.unfold(0, 4000, 1) == audio).all(dim=1))[0])
+
+    dataset.set_epoch(5)
+    first = [start(0, 0), start(1, 0)]
+    assert [start(0, 1), start(1, 2)] == first  # the torch RNG plays no part
+    assert first[0] != first[1]  # the index does
+    dataset.set_epoch(6)
+    assert start(0, 0) != first[0]  # and the epoch's seed
+
+
 def test_crop_start_reaches_the_last_possible_sample():
     audio = torch.arange(10, dtype=torch.float32)
     torch.manual_seed(0)
@@ -76,6 +97,19 @@ def test_mel_frames_for_8000_samples_match_librosa(tmp_path, tmp_wav):
                                     window="hann", center=True, pad_mode="reflect"))
     expected = np.log(np.maximum(basis @ magnitude, 1e-5))
     assert np.abs(mel.numpy() - expected).max() < 1e-3
+
+
+def test_audio_flags_reach_the_mel(tmp_path, tmp_wav):
+    """--mel-fmin/--mel-fmax/--n-mel-channels shape the crop's mel (Slaney filters of librosa)."""
+    import librosa
+    tmp_wav("clip.wav", n_samples=4096)
+    dataset = MelAudioDataset(write_filelist(tmp_path / "list.txt", ["clip.wav"]), str(tmp_path),
+                              segment_length=4096, n_mel_channels=40, mel_fmin=60.0, mel_fmax=6000.0)
+    mel, audio = dataset[0]
+    basis = librosa.filters.mel(sr=22050, n_fft=1024, n_mels=40, fmin=60.0, fmax=6000.0)
+    magnitude = np.abs(librosa.stft(audio.numpy(), n_fft=1024, hop_length=256, window="hann",
+                                    center=True, pad_mode="reflect"))
+    np.testing.assert_allclose(mel.numpy(), np.log(np.maximum(basis @ magnitude, 1e-5)), atol=1e-3)
 
 
 def test_bad_files_are_reported_together_with_list_and_line(tmp_path, tmp_wav):
