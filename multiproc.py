@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import contextmanager
 
 import torch
 from torch.distributed import run as torchrun
+from torch.distributed.elastic.agent.server import local_elastic_agent
 from torch.distributed.elastic.multiprocessing.api import SignalException
 
 LEGACY_FLAGS = ("--rank", "--world-size")
@@ -37,7 +39,7 @@ def strip_legacy_flags(args: list[str]) -> list[str]:
 def parse_count(value: str, source: str) -> int:
     """A number of processes from --nproc or MULTIPROC_NPROC. Anything but a positive whole number is
     a one-line error (exit 2): 0 must not quietly become one process per GPU, nor a typo a traceback."""
-    count = int(value) if value.strip().isdigit() else 0
+    count = int(value) if value.strip().isdecimal() else 0
     if count < 1:
         print(f"error: {source} {value!r}: expected a number of processes, at least 1", file=sys.stderr)
         sys.exit(2)
@@ -52,6 +54,40 @@ def process_count(requested: int | None) -> int:
     return max(torch.cuda.device_count(), 1)
 
 
+@contextmanager
+def recording_workers():
+    """-> the worker groups torchrun starts (one more per restart). torchrun reports a stop the same
+    way whether its workers finished cleanly, failed, or were killed at the end of the grace time; their
+    exit codes tell which."""
+    started = []
+    start = getattr(local_elastic_agent, "start_processes", None)
+    if start is None:  # a torch that launches otherwise: no record, so a stop is never called clean
+        yield started
+        return
+
+    def start_and_record(*args, **kwargs):
+        started.append(start(*args, **kwargs))
+        return started[-1]
+
+    local_elastic_agent.start_processes = start_and_record
+    try:
+        yield started
+    finally:
+        local_elastic_agent.start_processes = start
+
+
+def unclean_exits(started: list) -> str:
+    """'' when every worker of the last group exited 0 (rank 0 after writing the stop checkpoint), else
+    which did not."""
+    if not started:
+        return "no worker had started"
+    result = started[-1].wait(0)
+    if result is None:
+        return "workers were still running"
+    return ", ".join(f"local rank {rank}: exit code {failure.exitcode}"
+                     for rank, failure in sorted(result.failures.items()))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     requested = None
@@ -64,14 +100,21 @@ def main(argv: list[str] | None = None) -> None:
     nproc = process_count(requested)
     # An environment variable, not a flag, so that torch versions without the setting still launch.
     os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(STOP_GRACE_SECONDS))
-    try:
-        # --standalone picks a free rendezvous port, so two jobs on one machine do not collide.
-        torchrun.main(["--standalone", f"--nproc-per-node={nproc}", argv[0], *strip_legacy_flags(argv[1:])])
-    except SignalException as stop:
-        # A requested stop, not a failure: the workers got the signal too, finished their step and
-        # rank 0 wrote the stop checkpoint (its own message says where); torchrun raises all the same.
-        print(f"multiproc: stopped by {signal.Signals(stop.sigval).name}", file=sys.stderr, flush=True)
-        sys.exit(0)
+    with recording_workers() as started:
+        try:
+            # --standalone picks a free rendezvous port, so two jobs on one machine do not collide.
+            torchrun.main(["--standalone", f"--nproc-per-node={nproc}", argv[0], *strip_legacy_flags(argv[1:])])
+        except SignalException as stop:
+            name = signal.Signals(stop.sigval).name
+            failed = unclean_exits(started)
+            if failed:  # killed at the end of the grace time, or a signal train.py does not stop on
+                print(f"multiproc: stopped by {name}, but not cleanly ({failed}); the stop checkpoint may be "
+                      f"missing", file=sys.stderr, flush=True)
+                sys.exit(128 + stop.sigval)
+            # A requested stop, not a failure: every worker finished its step and exited 0 after rank 0
+            # wrote the stop checkpoint (its own message says where); torchrun raises all the same.
+            print(f"multiproc: stopped by {name}", file=sys.stderr, flush=True)
+            sys.exit(0)
 
 
 if __name__ == "__main__":

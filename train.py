@@ -582,7 +582,9 @@ def train(args) -> int:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_thresh)
             # Under --fp16-run the loss scaler skips a step whose gradients are not finite; float32
             # has no scaler, so it is skipped here, or one bad batch would make every weight NaN.
-            if scaler.is_enabled() or torch.isfinite(grad_norm):
+            # (The gradients are all-reduced, so every rank skips the same steps.)
+            skipped = not scaler.is_enabled() and not torch.isfinite(grad_norm)
+            if not skipped:
                 scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -590,13 +592,15 @@ def train(args) -> int:
                                one_time_work_count() != one_time_work_before, step_start, device,
                                dist_info.world_size)
 
-            if math.isfinite(step.loss):
+            # A skipped step counts too: with a finite loss but non-finite gradients every step,
+            # the run would otherwise go on without ever updating the weights.
+            if math.isfinite(step.loss) and not skipped:
                 nonfinite_steps = 0
             else:
                 nonfinite_steps += 1
                 if not scaler.is_enabled() and nonfinite_steps >= MAX_NONFINITE_STEPS:
                     raise FloatingPointError(
-                        f"loss was not finite for {nonfinite_steps} steps in a row (epoch {epoch}, "
+                        f"loss or gradients were not finite for {nonfinite_steps} steps in a row (epoch {epoch}, "
                         f"iteration {iteration}); lower the learning rate or check the data")
             meter.add(step)
             iteration += 1

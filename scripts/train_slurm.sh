@@ -5,11 +5,11 @@
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=32
 #SBATCH --time=24:00:00
-#SBATCH --signal=B:USR1@120
+#SBATCH --signal=B:USR1@300
 #SBATCH --requeue
 # Two nodes x 8 GPUs under SLURM: `sbatch scripts/train_slurm.sh -m Tacotron2 -o output/ -bs 48 --epochs 1501 --amp`.
 # One torchrun per node (one task per node); torchrun starts a process per GPU.
-# SLURM does not requeue a job that reaches its time limit, so two minutes before it SLURM signals this
+# SLURM does not requeue a job that reaches its time limit, so five minutes before it SLURM signals this
 # script (B:USR1), which asks every rank for a clean stop (SIGTERM to the job step: every rank finishes
 # its step, rank 0 writes checkpoint_<Model>_last.pt), waits for it, then requeues the job; the
 # requeued job continues from that checkpoint (--resume-from-last). A run that ends on its own is not
@@ -29,7 +29,7 @@ stop_and_requeue() {
     trap '' TERM  # should the stop reach this script too, it must live on to requeue
     # the job's steps only (each node's torchrun, which passes the signal on to its workers)
     scancel --signal=TERM "$SLURM_JOB_ID"
-    wait "$srun_pid" || true
+    if [ -n "${srun_pid:-}" ]; then wait "$srun_pid" || true; fi
     scontrol requeue "$SLURM_JOB_ID"
     exit 0
 }

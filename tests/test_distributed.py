@@ -262,6 +262,47 @@ def test_multiproc_gives_stopped_workers_time_for_their_checkpoint(monkeypatch):
     assert os.environ["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "45" and len(launched) == 2
 
 
+# Workers that stop as train.py does (SIGTERM, exit 0), too slowly, by failing, or not at all.
+STOP_WORKER = """
+import os, signal, sys, time
+behaviour = sys.argv[1]
+if behaviour == "clean":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+elif behaviour == "slow":
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(60), sys.exit(0)))
+elif behaviour == "failing":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+open(os.path.join(sys.argv[2], "ready" + os.environ["RANK"]), "w").close()
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("behaviour, sig, returncode", [
+    ("clean", signal.SIGTERM, 0), ("slow", signal.SIGTERM, 128 + signal.SIGTERM),
+    ("failing", signal.SIGTERM, 128 + signal.SIGTERM), ("clean", signal.SIGHUP, 128 + signal.SIGHUP)],
+    ids=["clean", "killed-at-grace-end", "failing", "sighup"])
+def test_multiproc_exits_0_on_a_stop_only_when_every_worker_stopped_cleanly(behaviour, sig, returncode, tmp_path):
+    """torchrun raises the same SignalException whatever became of its workers: a stop whose workers
+    were killed at the end of the grace time, failed, or died of a signal train.py does not stop on
+    (SIGHUP) wrote no stop checkpoint, and a job script must not take it for one that did."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(STOP_WORKER)
+    env = {**env_without_gpu(), "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "multiproc", "--nproc", "2", str(worker), behaviour,
+                                str(tmp_path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{rank}").exists() for rank in range(2)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(sig)  # to the launcher only: torchrun passes it on to its workers
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == returncode, output
+    assert f"multiproc: stopped by {sig.name}" in output
+    assert ("not cleanly" in output) == (returncode != 0), output
+
+
 def child_with_rank(parent_pid: int, rank: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -293,7 +293,7 @@ def test_slurm_script_stops_the_step_cleanly_then_requeues_the_job(tmp_path):
     while not (log.exists() and "srun" in log.read_text()):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
-    process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@120 sends before the time limit
+    process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 sends before the time limit
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     lines = log.read_text().splitlines()

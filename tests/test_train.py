@@ -220,6 +220,27 @@ def test_fp32_training_stops_after_repeated_non_finite_losses(tmp_path, monkeypa
         train.main(tacotron2_args(tmp_path / "out", train_list, 1))
 
 
+def test_fp32_training_stops_after_repeated_steps_skipped_for_non_finite_gradients(tmp_path, monkeypatch):
+    """A finite loss whose gradients are NaN at every step: each step is skipped, so the weights would
+    never change while the log shows finite losses; that stops like repeated non-finite losses."""
+    real_build_loss = tacotron2.build_loss
+
+    def nan_gradients(args):
+        loss_fn = real_build_loss(args)
+
+        def loss(outputs, targets):
+            value, terms = loss_fn(outputs, targets)
+            return value + 0 * torch.sqrt(value - value), terms  # adds 0; its gradient is 0 * inf = NaN
+        return loss
+
+    monkeypatch.setattr(tacotron2, "build_loss", nan_gradients)
+    out = tmp_path / "out"
+    with pytest.raises(FloatingPointError, match="not finite for 5 steps"):
+        train.main(tacotron2_args(out, tiny_filelist(tmp_path, 12), 2))
+    losses = [loss for _, loss in values(read_log(out / "nvlog.json"), "train_iter_loss")]
+    assert len(losses) == 4 and all(math.isfinite(loss) for loss in losses)
+
+
 def test_fp32_skips_a_step_with_non_finite_gradients_and_trains_on(tmp_path, monkeypatch):
     """One batch with NaN gradients: its step is skipped (as the fp16 loss scaler does), so the
     weights stay finite and the next steps' losses too."""
