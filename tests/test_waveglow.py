@@ -169,7 +169,7 @@ def test_1x1_log_det_counts_every_column_of_the_batch():
         conv.conv.weight.mul_(1.3)
     z = torch.randn(3, 8, 5)
     out, log_det = conv(z)
-    assert float(log_det) == pytest.approx(3 * 5 * 8 * np.log(1.3), rel=1e-5)
+    assert float(log_det.detach()) == pytest.approx(3 * 5 * 8 * np.log(1.3), rel=1e-5)
     torch.testing.assert_close(out, 1.3 * torch.einsum("ij,bjt->bit", conv.conv.weight[:, :, 0] / 1.3, z))
 
 
