@@ -220,20 +220,32 @@ def test_fp32_training_stops_after_repeated_non_finite_losses(tmp_path, monkeypa
         train.main(tacotron2_args(tmp_path / "out", train_list, 1))
 
 
-def test_fp32_training_stops_after_repeated_steps_skipped_for_non_finite_gradients(tmp_path, monkeypatch):
-    """A finite loss whose gradients are NaN at every step: each step is skipped, so the weights would
-    never change while the log shows finite losses; that stops like repeated non-finite losses."""
+def change_training_loss(monkeypatch, change) -> dict:
+    """Tacotron 2's loss with `change(loss, n)` applied at the n-th training step (1-based; validation
+    untouched) -> {"train": training steps so far}."""
     real_build_loss = tacotron2.build_loss
+    calls = {"train": 0}
 
-    def nan_gradients(args):
+    def build_loss(args):
         loss_fn = real_build_loss(args)
 
         def loss(outputs, targets):
             value, terms = loss_fn(outputs, targets)
-            return value + 0 * torch.sqrt(value - value), terms  # adds 0; its gradient is 0 * inf = NaN
+            if torch.is_grad_enabled():
+                calls["train"] += 1
+                value = change(value, calls["train"])
+            return value, terms
         return loss
 
-    monkeypatch.setattr(tacotron2, "build_loss", nan_gradients)
+    monkeypatch.setattr(tacotron2, "build_loss", build_loss)
+    return calls
+
+
+def test_fp32_training_stops_after_repeated_steps_skipped_for_non_finite_gradients(tmp_path, monkeypatch):
+    """A finite loss whose gradients are NaN at every step: each step is skipped, so the weights would
+    never change while the log shows finite losses; that stops like repeated non-finite losses."""
+    # adds 0; its gradient is 0 * inf = NaN
+    change_training_loss(monkeypatch, lambda loss, step: loss + 0 * torch.sqrt(loss - loss))
     out = tmp_path / "out"
     with pytest.raises(FloatingPointError, match="not finite for 5 steps"):
         train.main(tacotron2_args(out, tiny_filelist(tmp_path, 12), 2))
@@ -244,22 +256,8 @@ def test_fp32_training_stops_after_repeated_steps_skipped_for_non_finite_gradien
 def test_fp32_skips_a_step_with_non_finite_gradients_and_trains_on(tmp_path, monkeypatch):
     """One batch with NaN gradients: its step is skipped (as the fp16 loss scaler does), so the
     weights stay finite and the next steps' losses too."""
-    real_build_loss = tacotron2.build_loss
-    calls = {"train": 0}
-
-    def one_nan_batch(args):
-        loss_fn = real_build_loss(args)
-
-        def loss(outputs, targets):
-            value, terms = loss_fn(outputs, targets)
-            if torch.is_grad_enabled():
-                calls["train"] += 1
-                if calls["train"] == 2:
-                    value = value * float("nan")  # NaN gradients as well
-            return value, terms
-        return loss
-
-    monkeypatch.setattr(tacotron2, "build_loss", one_nan_batch)
+    # a NaN value and NaN gradients at the second step
+    change_training_loss(monkeypatch, lambda loss, step: loss * float("nan") if step == 2 else loss)
     out = tmp_path / "out"
     assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 12), 1)) == 0
     losses = [loss for _, loss in values(read_log(out / "nvlog.json"), "train_iter_loss")]
@@ -297,22 +295,8 @@ def test_the_optimizer_steps_with_clipped_gradients_and_the_annealed_rate(tmp_pa
 def test_a_non_finite_loss_is_left_out_of_the_epoch_mean_and_finite_steps_reset_the_count(tmp_path, monkeypatch):
     """Every other training step reports a NaN loss (its gradients stay finite): five in all, never
     two in a row, so the run goes on; the epoch's mean is that of its finite steps."""
-    real_build_loss = tacotron2.build_loss
-    calls = {"train": 0}
-
-    def every_other_nan(args):
-        loss_fn = real_build_loss(args)
-
-        def loss(outputs, targets):
-            value, terms = loss_fn(outputs, targets)
-            if torch.is_grad_enabled():  # training, not validation
-                calls["train"] += 1
-                if calls["train"] % 2:
-                    value = value + float("nan")  # a NaN value; the gradient is the loss's
-            return value, terms
-        return loss
-
-    monkeypatch.setattr(tacotron2, "build_loss", every_other_nan)
+    # a NaN value; the gradient is the loss's
+    calls = change_training_loss(monkeypatch, lambda loss, step: loss + float("nan") if step % 2 else loss)
     out = tmp_path / "out"
     assert train.main(tacotron2_args(out, tiny_filelist(tmp_path, 20), 1, "--bench-class", "perf-train")) == 0
     log = read_log(out / "nvlog.json")
