@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--include-warmup", action="store_true", help="3 untimed runs of the first batch first")
     add("--log-file", default="nvlog.json",
         help="JSON log, joined to --output as the recipe does (an absolute path is kept)")
-    add("--save-alignments", action="store_true", help="also write alignment_<i>.png")
+    add("--save-alignments", action="store_true",
+        help="also write alignment_<i><suffix>.png (Tacotron 2's attention; not with --mel-files)")
     add("--max-decoder-steps", type=int, help="override the checkpoint's limit on mel frames per decode")
     add("--text-cleaners", nargs="+", default=["english_cleaners"])
     add("--wn-channels", type=int, help="only for checkpoints without a config (v1.0/NGC); else ignored")

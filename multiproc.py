@@ -1,8 +1,13 @@
 """`python -m multiproc train.py ARGS`: one training process per visible GPU, through torch.distributed.run.
 
 On a machine without GPUs, `--nproc N` (before the script name) or the MULTIPROC_NPROC environment
-variable picks the number of CPU processes (gloo). The recipe's `--rank/--world-size` arguments in ARGS
-are dropped: torchrun's environment carries them.
+variable picks the number of CPU processes (gloo); anything but a whole number of at least 1 is an
+error (exit code 2). The recipe's `--rank/--world-size` arguments in ARGS are dropped: torchrun's
+environment carries them.
+
+On SIGTERM/SIGINT the workers get TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (default here 300, torchrun's
+own is 30) to finish their step and write the stop checkpoint. The exit code is then 0 when every
+worker stopped cleanly, else 128 + the signal's number.
 """
 from __future__ import annotations
 

@@ -6,7 +6,9 @@
 # Environment: MASTER_ADDR (host of the rendezvous, reachable from every node; required), MASTER_PORT
 # (29500), NNODES (2), GPUS_PER_NODE (all visible GPUs), JOB_ID (rendezvous id, the same on every
 # node), MAX_RESTARTS (3: a crashed worker group restarts and resumes from checkpoint_<Model>_last.pt),
-# PYTHON (python). Arguments go to train.py; --resume-from-last is added so a resubmitted job continues.
+# TORCH_ELASTIC_SHUTDOWN_TIMEOUT (300: seconds stopped workers get to finish their step and write the
+# stop checkpoint before torchrun kills them), PYTHON (python). Arguments go to train.py;
+# --resume-from-last is added so a resubmitted job continues. After a stop torchrun exits 1.
 # -o must be on a file system every node sees: rank 0 writes the checkpoints, every rank resumes from them.
 set -euo pipefail
 
