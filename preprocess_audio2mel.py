@@ -27,7 +27,7 @@ from common.audio import load_wav
 from common.checkpoint import atomic_write
 from common.errors import FilelistError, UserError
 from common.filelists import load_filelist
-from common.mel import (MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences, read_mel_settings,
+from common.mel import (MEL_SETTINGS_FILE, MEL_SUFFIXES, TacotronSTFT, mel_settings_differences, read_mel_settings,
                         remove_mel_settings, write_mel_settings)
 
 MAX_REPORTED_FAILURES = 5
@@ -174,7 +174,7 @@ def saved_mels(folder: str) -> set[str]:
     if not os.path.isdir(folder):
         return set()
     return {os.path.abspath(os.path.join(folder, name)) for name in os.listdir(folder)
-            if name.endswith((".pt", ".npy"))}
+            if name.endswith(MEL_SUFFIXES)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -441,12 +441,15 @@ class StepStats:
 def reduce_step(loss, counts: dict, terms: dict, logged_terms: tuple, stop_requested: bool,
                 one_time_work: bool, step_start: float, device, world_size: int) -> StepStats:
     """One all-reduce carries everything, so every rank agrees without another collective."""
-    stats = torch.tensor([loss.detach().float().item(), counts["items"], counts.get("mels", 0),
-                          float(stop_requested), float(one_time_work), *(float(terms[name]) for name in logged_terms)],
-                         dtype=torch.float64, device=device)
+    on_host = torch.tensor([counts["items"], counts.get("mels", 0), float(stop_requested), float(one_time_work)],
+                           dtype=torch.float64)
+    # the loss and terms stay on the device until the one copy to the host below (one sync a step)
+    on_device = [torch.as_tensor(value, dtype=torch.float64, device=device).detach().reshape(1)
+                 for value in (loss, *(terms[name] for name in logged_terms))]
+    stats = torch.cat([on_device[0], on_host.to(device), *on_device[1:]])
     distributed.all_reduce_sum(stats)
+    reduced = stats.tolist()
     seconds = time.perf_counter() - step_start
-    reduced = stats.tolist()  # one copy to the host, not one per value
     return StepStats(reduced[0] / world_size, reduced[1], reduced[2], reduced[3] > 0, reduced[4] > 0,
                      {name: reduced[5 + k] / world_size for k, name in enumerate(logged_terms)}, seconds)
 

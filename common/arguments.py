@@ -8,6 +8,7 @@ from typing import Any
 
 from common.errors import UserError, first_line
 
+DEFAULT_MEL_FMAX = 8000.0  # the recipe's; a sampling rate below twice this needs a lower --mel-fmax
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
@@ -46,7 +47,7 @@ def add_audio_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--hop-length", default=256, type=int, help="STFT hop length")
     group.add_argument("--win-length", default=1024, type=int, help="STFT window length")
     group.add_argument("--mel-fmin", default=0.0, type=float, help="minimum mel frequency")
-    group.add_argument("--mel-fmax", default=8000.0, type=float, help="maximum mel frequency")
+    group.add_argument("--mel-fmax", default=DEFAULT_MEL_FMAX, type=float, help="maximum mel frequency")
     return group
 
 

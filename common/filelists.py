@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from common.audio import check_wav
 from common.errors import AudioError, DataError, FilelistError
+from common.mel import MEL_SUFFIXES
 
 
 MAX_LISTED_LINES = 20  # malformed lines listed in one error
@@ -80,7 +81,7 @@ def wav_problems(entries: list[FileEntry], sampling_rate: int) -> list[str]:
             check_wav(entry.path, sampling_rate)
         except AudioError as err:
             hint = ("; it looks like a saved mel: Tacotron 2 reads mels with --load-mel-from-disk, WaveGlow needs wavs"
-                    if entry.path.endswith((".pt", ".npy")) and os.path.isfile(entry.path) else "")
+                    if entry.path.endswith(MEL_SUFFIXES) and os.path.isfile(entry.path) else "")
             found.append(f"{location(entry)}: {err}{hint}")
     return found
 

@@ -102,6 +102,7 @@ def from_audio_config(audio: dict) -> TacotronSTFT:
 # made with live beside them, one file per folder, so that training with --load-mel-from-disk or a
 # rerun with other settings can tell instead of silently mixing two kinds of mel.
 MEL_SETTINGS_FILE = "mel_settings.json"
+MEL_SUFFIXES = (".pt", ".npy")  # saved mel files: torch tensors or numpy arrays
 MEL_SETTINGS_KEYS = ("sampling_rate", "filter_length", "hop_length", "win_length", "n_mel_channels",
                      "mel_fmin", "mel_fmax")
 

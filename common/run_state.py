@@ -135,8 +135,8 @@ def warm_start(model, path: str, model_name: str, ignore_layers, check_names: bo
     def ignored(name: str, layer: str) -> bool:
         return name == layer or name.startswith(layer + ".")
 
-    unknown = [layer for layer in ignore_layers if not any(ignored(name, layer) for name in own)]
-    if check_names and unknown:
+    unknown = [layer for layer in ignore_layers if not any(ignored(name, layer) for name in own)] if check_names else []
+    if unknown:
         modules = ", ".join(sorted({name.split(".")[0] for name in own}))
         raise UserError(f"--ignore-layers {' '.join(unknown)}: no such layer in this {model_name} (expected "
                         f"state-dict names or module prefixes, e.g. embedding.weight; top-level modules: {modules})")

@@ -28,13 +28,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.arguments import DEFAULT_MEL_FMAX  # noqa: E402
 from common.audio import save_wav  # noqa: E402
 from common.errors import AudioError, DataError, UserError, first_line  # noqa: E402
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 HOP_LENGTH = 256
 MAX_DECODER_STEPS = 2000  # Tacotron 2 inference default: longer clips cannot be synthesized whole
-DEFAULT_MEL_FMAX = 8000.0  # train.py's --mel-fmax; it must not exceed half the sampling rate
 
 
 @dataclass

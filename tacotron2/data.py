@@ -12,10 +12,9 @@ from torch import Tensor
 from common.audio import load_wav
 from common.errors import DataError, TextError, first_line
 from common.filelists import FileEntry, load_filelist, location, raise_problems, wav_problems
-from common.mel import MEL_SETTINGS_FILE, TacotronSTFT, mel_settings_differences
+from common.mel import MEL_SETTINGS_FILE, MEL_SUFFIXES, TacotronSTFT, mel_settings_differences
 from tacotron2.text import text_to_sequence
 
-_MEL_SUFFIXES = (".pt", ".npy")
 
 
 class TextMelDataset(torch.utils.data.Dataset):
@@ -77,7 +76,7 @@ class TextMelDataset(torch.utils.data.Dataset):
         for entry in self.entries:
             if not os.path.isfile(entry.path):
                 found.append(f"{location(entry)}: {entry.path}: mel file not found")
-            elif not entry.path.endswith(_MEL_SUFFIXES):
+            elif not entry.path.endswith(MEL_SUFFIXES):
                 found.append(f"{location(entry)}: {entry.path}: expected a .pt or .npy mel file "
                              f"(made by preprocess_audio2mel.py; or leave out --load-mel-from-disk)")
         for folder in sorted({os.path.dirname(entry.path) for entry in self.entries}):
