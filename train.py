@@ -354,7 +354,8 @@ def validate(model, loss_fn, loader, package, args, device) -> tuple[dict, tuple
     zero = torch.zeros(2, dtype=torch.float64, device=device)
     reduced = distributed.all_reduce_sum(torch.stack([totals.get(name, zero) for name in names]))
     model.train(was_training)
-    return {name: (s / c if c > 0 else float("nan")) for name, (s, c) in zip(names, reduced.tolist())}, first
+    # none counted: no validation batch at all (perf-train drops a last partial batch, as the recipe)
+    return {name: s / c for name, (s, c) in zip(names, reduced.tolist()) if c > 0}, first
 
 
 def start_process(args) -> distributed.DistInfo:
@@ -631,7 +632,8 @@ def train(args) -> int:
         # statistics DDP would have synchronised come from rank 0, as the checkpoint's do.
         distributed.broadcast_buffers(model)
         val_means, first_val = validate(model, loss_fn, val_loader, package, args, device)
-        logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
+        if val_means:
+            logger.log([epoch], {f"val_{name}": value for name, value in val_means.items()})
         epoch_loss_scalar = {} if meter.mean_loss() is None else {"train/epoch_loss": meter.mean_loss()}
         logger.scalars(iteration, {**{f"val/{name}": value for name, value in val_means.items()},
                                    **epoch_loss_scalar})

@@ -16,7 +16,9 @@ of FRAME_BUCKET) and the loop of that bucket runs as a graphed callable
 (torch.cuda.make_graphed_callables); the outputs are cut back to the batch's own length. That is
 exact: the decoder is causal (frame t sees frames < t only), so frames past the batch's length
 change no earlier output, and the attention masks the padded tokens. Every bucket's graphs share
-one memory pool; each new bucket costs a capture (a few eager steps' time) once per run.
+one memory pool; each new bucket costs a capture once per run (4-5 eager steps' time: 5-13 s at
+batch 128 on an H200) and keeps GPU memory, so buckets are captured only while memory allows and
+the rest run eagerly.
 """
 from __future__ import annotations
 
@@ -118,34 +120,85 @@ class TeacherForcing(nn.Module):
 
 def bucketed_teacher_forcing(run, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
     """``run`` (a teacher-forced decoder) on the batch padded to its bucket, outputs cut back."""
-    n_tokens, n_frames = memory.size(1), mels.size(2)
-    mel_outputs, gate_outputs, alignments = run(pad_tokens(memory), pad_frames(mels), memory_lengths)
+    outputs = run(pad_tokens(memory), pad_frames(mels), memory_lengths)
+    return cut_to_batch(outputs, memory.size(1), mels.size(2))
+
+
+def cut_to_batch(outputs, n_tokens: int, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A bucket's (mel, gate, alignment) outputs cut back to the batch's own frames and tokens."""
+    mel_outputs, gate_outputs, alignments = outputs
     return mel_outputs[:, :, :n_frames], gate_outputs[:, :n_frames], alignments[:, :n_frames, :n_tokens]
+
+
+class _TrainingGraphs:
+    """The graphed teacher-forced loops of one decoder, one per bucket, sharing one memory pool.
+
+    A bucket's graphs keep their static outputs, gradients and the pool blocks of their capture, and a
+    capture also needs an eager step's activations for its warm-up: on an H200 at batch 128, nine
+    buckets of the benchmark set took all 140 GB and the tenth ran out of memory. So a new bucket
+    is captured only while the GPU has room for it (judged by what the largest capture so far took
+    per padded cell of batch x frames x tokens); the buckets past that run eagerly, unpadded."""
+
+    def __init__(self):
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphed: dict[tuple, object] = {}
+        self.bytes_per_cell = 0.0
+        self.refused = 0
+
+    def capture(self, decoder, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
+        """The graphed loop of this bucket's shapes, or None when the GPU has no room for it."""
+        cells = memory.size(0) * memory.size(1) * mels.size(2)
+        if not room_for_capture(available_gpu_bytes(), self.bytes_per_cell, cells):
+            self.refused += 1
+            if self.refused == 1:
+                print(f"--cuda-graphs: GPU memory holds {len(self.graphed)} captured shape buckets; "
+                      f"batches of other shapes run without graphs", flush=True)
+            return None
+        # the warm-up's eager step goes into the free memory, not beside cached blocks of earlier ones
+        torch.cuda.empty_cache()
+        reserved_before = torch.cuda.memory_reserved()
+        # static inputs of the bucket's shape; the lengths are real ones (no all-masked row)
+        sample = (torch.zeros_like(memory).requires_grad_(memory.requires_grad), torch.zeros_like(mels),
+                  memory_lengths.clone())
+        graphed = torch.cuda.make_graphed_callables(TeacherForcing(decoder), sample, pool=self.pool)
+        note_one_time_work()  # train.py reports this step's time apart from the throughput
+        grown = torch.cuda.memory_reserved() - reserved_before
+        self.bytes_per_cell = max(self.bytes_per_cell, grown / cells)
+        return graphed
+
+
+CAPTURE_HEADROOM = 1.5  # later buckets are longer than the ones measured, and eager steps need room too
+
+
+def room_for_capture(free_bytes: int, bytes_per_cell: float, cells: int,
+                     headroom: float = CAPTURE_HEADROOM) -> bool:
+    """Whether a capture of ``cells`` padded cells fits, by what earlier ones took (0: none yet)."""
+    return free_bytes >= headroom * bytes_per_cell * cells
+
+
+def available_gpu_bytes() -> int:
+    """Free device memory plus what the caching allocator holds unused (it can hand that out again)."""
+    free, _ = torch.cuda.mem_get_info()
+    return free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
 
 
 def graphed_teacher_forcing(decoder, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
     """Decoder.teacher_forcing's contract; forward and backward replay the graphs of the bucket.
 
-    The graphs live on the decoder (memory pool, {bucket key: graphed teacher forcing}): they hold
-    the decoder through TeacherForcing, so a cache keyed weakly by the decoder would never let it go.
-    Every bucket is kept (training sees a bounded set of them); each holds its static outputs and
-    its parameter gradients (~0.2 GB for the recipe's decoder at batch 104), activations share the pool."""
-    buckets = getattr(decoder, "_graphed_buckets", None)
-    if buckets is None:
-        buckets = decoder._graphed_buckets = (torch.cuda.graph_pool_handle(), {})
-    pool, graphed = buckets
-
-    def run(memory: Tensor, mels: Tensor, memory_lengths: Tensor):
-        key = (tuple(memory.shape), tuple(mels.shape), memory.dtype, mels.dtype, memory.requires_grad,
-               torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"),
-               decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout,
-               tuple(p.data_ptr() for p in decoder.parameters()))  # .to()/.half() give new storage
-        if key not in graphed:
-            # static inputs of the bucket's shape; the lengths are real ones (no all-masked row)
-            sample = (torch.zeros_like(memory).requires_grad_(memory.requires_grad), torch.zeros_like(mels),
-                      memory_lengths.clone())
-            graphed[key] = torch.cuda.make_graphed_callables(TeacherForcing(decoder), sample, pool=pool)
-            note_one_time_work()  # train.py reports this step's time apart from the throughput
-        return graphed[key](memory, mels, memory_lengths)
-
-    return bucketed_teacher_forcing(run, memory, mels, memory_lengths)
+    The graphs live on the decoder: they hold it through TeacherForcing, so a cache keyed weakly by
+    the decoder would never let it go. Buckets stay captured once they are (training sees a bounded
+    set of them), as many as the GPU's memory holds (_TrainingGraphs)."""
+    graphs = getattr(decoder, "_training_graphs", None)
+    if graphs is None:
+        graphs = decoder._training_graphs = _TrainingGraphs()
+    padded = pad_tokens(memory), pad_frames(mels)
+    key = (tuple(padded[0].shape), tuple(padded[1].shape), memory.dtype, mels.dtype, memory.requires_grad,
+           torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"),
+           decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout,
+           tuple(p.data_ptr() for p in decoder.parameters()))  # .to()/.half() give new storage
+    if key not in graphs.graphed:
+        graphed = graphs.capture(decoder, *padded, memory_lengths)
+        if graphed is None:
+            return decoder.teacher_forcing(memory, mels, memory_lengths)
+        graphs.graphed[key] = graphed
+    return cut_to_batch(graphs.graphed[key](*padded, memory_lengths), memory.size(1), mels.size(2))

@@ -393,6 +393,62 @@ def test_training_on_shape_buckets_keeps_outputs_and_gradients():
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatch, capsys):
+    """--cuda-graphs training on the CPU with stand-ins for the CUDA calls: a capture 'takes' 10 bytes
+    a padded cell. A bucket is captured while free memory covers 1.5x what the next one would take
+    at that rate; past that, batches of new shapes run the plain eager loop, unpadded, while the
+    buckets already captured keep replaying; with memory freed, new buckets are captured again."""
+    from tacotron2 import cuda_graphs
+    gpu = {"reserved": 0, "free": 10**9}
+    captures = []
+
+    def fake_capture(module, sample, pool=None):
+        memory, mels, _ = sample
+        captures.append((memory.shape[1], mels.shape[2]))
+        gpu["reserved"] += 10 * memory.shape[0] * memory.shape[1] * mels.shape[2]
+        return lambda *args: tuple(2 * out for out in module(*args))  # tells replays from eager runs
+
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: gpu["reserved"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: gpu["reserved"])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (gpu["free"], 2 * 10**9))
+    model = without_prenet_dropout(small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0)).train()
+    decoder = model.decoder
+    memory = torch.randn(2, 9, 32)
+    lengths = torch.tensor([9, 6])
+
+    def step(n_frames):
+        mels = torch.randn(2, 20, n_frames)
+        return cuda_graphs.graphed_teacher_forcing(decoder, memory, mels, lengths), \
+            decoder.teacher_forcing(memory, mels, lengths)
+
+    graphed, eager = step(30)  # the first bucket (32 tokens, 64 frames) is always tried
+    assert captures == [(32, 64)]
+    torch.testing.assert_close(graphed[0], 2 * eager[0])
+    assert graphed[0].shape == eager[0].shape == (2, 20, 30) and graphed[2].shape == (2, 30, 9)
+    # 10 bytes a cell so far; (32, 128) would take 2 x 32 x 128 x 10 = 81,920 bytes, 122,880 with headroom
+    gpu["free"] = 122_879
+    graphed, eager = step(100)
+    assert captures == [(32, 64)]
+    torch.testing.assert_close(graphed[0], eager[0])  # eager, not a replay
+    assert "GPU memory holds 1 captured shape buckets" in capsys.readouterr().out
+    graphed, eager = step(50)  # the captured bucket still replays
+    torch.testing.assert_close(graphed[0], 2 * eager[0])
+    gpu["free"] = 122_880
+    graphed, eager = step(100)
+    assert captures == [(32, 64), (32, 128)]
+    torch.testing.assert_close(graphed[0], 2 * eager[0])
+
+
+def test_room_for_capture_scales_what_earlier_captures_took():
+    from tacotron2.cuda_graphs import room_for_capture
+    assert room_for_capture(0, 0.0, 10**6)  # nothing measured yet: try
+    assert room_for_capture(1500, 10.0, 100) and not room_for_capture(1499, 10.0, 100)
+    assert not room_for_capture(1500, 10.0, 101)
+
+
 def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
     # What the CUDA-graph path does to give graphs fixed shapes, run eagerly on the CPU.
     from tacotron2.cuda_graphs import pad_tokens

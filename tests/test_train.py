@@ -308,6 +308,19 @@ def test_a_non_finite_loss_is_left_out_of_the_epoch_mean_and_finite_steps_reset_
     assert all(math.isfinite(loss) for _, loss in values(log, "val_loss"))
 
 
+def test_perf_train_with_a_validation_set_under_one_batch_logs_no_validation_loss(tmp_path):
+    """perf-train drops the last partial validation batch, as the recipe's does: with fewer validation
+    utterances than a batch nothing is validated, and the log says nothing rather than val_loss NaN."""
+    out = tmp_path / "out"
+    train_list = tiny_filelist(tmp_path, 4)
+    args = tacotron2_args(out, train_list, 1, "--bench-class", "perf-train")
+    args[args.index("--validation-files") + 1] = str(tiny_filelist(tmp_path, 1, "val.txt"))
+    assert train.main(args) == 0
+    log = read_log(out / "nvlog.json")
+    assert values(log, "train_epoch_avg_loss") and not any(
+        key.startswith("val_") for record in log for key in record.get("data", {}))
+
+
 def test_unknown_flags_are_an_error(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["-m", "Tacotron2", "-o", "x", "-lr", "1", "--epochs", "1", "-bs", "1", "--no-such-flag"])
