@@ -8,7 +8,7 @@ kernels and the allocator start fresh), with random weights unless --tacotron2/-
 given, and prints per variant the mean Tacotron 2, WaveGlow and denoiser latency, the end-to-end
 average and p99, the real-time factor and the speed-up over the first variant. A variant that fails
 gets a row saying so and the rest still run (exit status 1 then). Default variants: on a GPU every
---fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile) and bf16; on the CPU
+--fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile, + --wn-time-major) and bf16; on the CPU
 FP32 and both bf16 ways.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ VARIANTS = {
     "fp16-graphs-compiled-time-major": ["--fp16", "--cuda-graphs", "--torch-compile", "--wn-time-major"],
 }
 GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-compiled", "fp16-graphs", "fp16-graphs-compiled",
-               "bf16-graphs-compiled"]
+               "fp16-graphs-compiled-time-major", "bf16-graphs-compiled"]
 CPU_DEFAULT = ["fp32", "bf16-autocast", "bf16"]
 
 
