@@ -67,7 +67,8 @@ def build_parser(package=None) -> argparse.ArgumentParser:
     parser.add_argument("--bf16", action="store_true", help="mixed precision with bfloat16 autocast")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="Tacotron 2 on a GPU: the decoder loop's forward and backward replayed as CUDA graphs, "
-                             "one per padded shape bucket (experimental: not yet measured)")
+                             "one per padded shape bucket while GPU memory holds them, other shapes eagerly "
+                             "(experimental: a capture costs a few steps' time once; speed not yet measured)")
     parser.add_argument("--torch-compile", action="store_true",
                         help="WaveGlow: its gated activations fused by torch.compile (experimental: not yet measured; "
                              "the first steps compile)")
