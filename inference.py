@@ -93,6 +93,9 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile Tacotron 2's decoder step and WaveGlow's gated activations, fusing "
                              "their elementwise work (with --cuda-graphs the fastest measured; the first run "
                              "compiles, which takes seconds)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its convolution algorithms per input shape (WaveGlow, postnet): "
+                             "pays where lengths repeat, as in a fixed-length benchmark; each new length searches")
     waveglow.arguments.add_run_args(parser)
 
 
@@ -325,8 +328,9 @@ def save_alignments(path: str, alignments: list[torch.Tensor]) -> None:
 
 
 def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=None, wg_model=None) -> None:
-    """--cuda-graphs and --torch-compile on whichever models are loaded (shared with inference_benchmark.py).
-    Call before building the denoiser, which runs the vocoder as it will run."""
+    """--cuda-graphs, --torch-compile and --cudnn-benchmark on whichever models are loaded (shared with
+    inference_benchmark.py). Call before building the denoiser, which runs the vocoder as it will run."""
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark and device.type == "cuda"
     if t2_model is not None:
         if args.cuda_graphs and device.type != "cuda":
             warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")

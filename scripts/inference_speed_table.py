@@ -8,7 +8,8 @@ kernels and the allocator start fresh), with random weights unless --tacotron2/-
 given, and prints per variant the mean Tacotron 2, WaveGlow and denoiser latency, the end-to-end
 average and p99, the real-time factor and the speed-up over the first variant. A variant that fails
 gets a row saying so and the rest still run (exit status 1 then). Default variants: on a GPU every
---fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile, + --wn-time-major) and bf16; on the CPU
+--fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile, + --wn-time-major or
+--cudnn-benchmark) and bf16; on the CPU
 FP32 and both bf16 ways.
 """
 from __future__ import annotations
@@ -40,9 +41,10 @@ VARIANTS = {
     "bf16-graphs-compiled": ["--bf16", "--cuda-graphs", "--torch-compile"],
     "fp16-time-major": ["--fp16", "--wn-time-major"],
     "fp16-graphs-compiled-time-major": ["--fp16", "--cuda-graphs", "--torch-compile", "--wn-time-major"],
+    "fp16-graphs-compiled-cudnn-benchmark": ["--fp16", "--cuda-graphs", "--torch-compile", "--cudnn-benchmark"],
 }
 GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-compiled", "fp16-graphs", "fp16-graphs-compiled",
-               "fp16-graphs-compiled-time-major", "bf16-graphs-compiled"]
+               "fp16-graphs-compiled-time-major", "fp16-graphs-compiled-cudnn-benchmark", "bf16-graphs-compiled"]
 CPU_DEFAULT = ["fp32", "bf16-autocast", "bf16"]
 
 

@@ -263,6 +263,17 @@ def test_cuda_graphs_on_the_cpu_warn_and_decode_the_same_audio(ckpts, tmp_path, 
     assert torch.equal(load_wav(os.path.join(outs[0], "audio_1.wav")), load_wav(os.path.join(outs[1], "audio_1.wav")))
 
 
+def test_cudnn_benchmark_mode_follows_the_flag_on_a_gpu_only(monkeypatch):
+    # the switch is set for the run, not left as an earlier run (or torch's default) had it
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    parse = inference.build_parser().parse_args
+    for flags, device, expected in (([], "cuda", False), (["--cudnn-benchmark"], "cuda", True),
+                                    (["--cudnn-benchmark"], "cpu", False)):
+        torch.backends.cudnn.benchmark = not expected
+        inference.use_speed_options(parse(["-i", "text.txt", "-o", "out", *flags]), torch.device(device))
+        assert torch.backends.cudnn.benchmark is expected, (flags, device)
+
+
 def model_dtypes(ckpts, tmp_path, extra):
     args = inference.build_parser().parse_args(
         ["-i", write_text(tmp_path, LINES), "-o", str(tmp_path / "o"), "--cpu", "--tacotron2",
