@@ -118,10 +118,9 @@ class TeacherForcing(nn.Module):
         return self.decoder.teacher_forcing(memory, mels, memory_lengths)
 
 
-def bucketed_teacher_forcing(run, memory: Tensor, mels: Tensor, memory_lengths: Tensor):
-    """``run`` (a teacher-forced decoder) on the batch padded to its bucket, outputs cut back."""
-    outputs = run(pad_tokens(memory), pad_frames(mels), memory_lengths)
-    return cut_to_batch(outputs, memory.size(1), mels.size(2))
+def pad_to_bucket(memory: Tensor, mels: Tensor) -> tuple[Tensor, Tensor]:
+    """A training batch's memory and mels zero-padded to their (token, frame) bucket."""
+    return pad_tokens(memory), pad_frames(mels)
 
 
 def cut_to_batch(outputs, n_tokens: int, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -191,7 +190,7 @@ def graphed_teacher_forcing(decoder, memory: Tensor, mels: Tensor, memory_length
     graphs = getattr(decoder, "_training_graphs", None)
     if graphs is None:
         graphs = decoder._training_graphs = _TrainingGraphs()
-    padded = pad_tokens(memory), pad_frames(mels)
+    padded = pad_to_bucket(memory, mels)
     key = (tuple(padded[0].shape), tuple(padded[1].shape), memory.dtype, mels.dtype, memory.requires_grad,
            torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"),
            decoder.prenet.dropout, decoder.p_attention_dropout, decoder.p_decoder_dropout,

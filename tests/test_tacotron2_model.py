@@ -371,13 +371,14 @@ def test_training_on_shape_buckets_keeps_outputs_and_gradients():
     """What train.py --cuda-graphs does to give the training loop fixed shapes, run eagerly on the
     CPU: the batch padded to (32-token, 64-frame) buckets and the outputs cut back give the same
     outputs and the same gradients (the decoder is causal; padded tokens are masked)."""
-    from tacotron2.cuda_graphs import bucketed_teacher_forcing
+    from tacotron2.cuda_graphs import cut_to_batch, pad_to_bucket
     model = without_prenet_dropout(small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0)).train()
     inputs, targets, _ = batch_to_device(make_batch([9, 5, 7], [37, 20, 29]), "cpu")
     text, text_lengths, mels = inputs[0], inputs[1], inputs[2]
     results = []
     for run in (model.decoder.teacher_forcing,
-                lambda *args: bucketed_teacher_forcing(model.decoder.teacher_forcing, *args)):
+                lambda memory, mels, lengths: cut_to_batch(model.decoder.teacher_forcing(
+                    *pad_to_bucket(memory, mels), lengths), memory.size(1), mels.size(2))):
         model.zero_grad()
         torch.manual_seed(0)  # the encoder's dropout
         memory = model._encode(text, text_lengths)
