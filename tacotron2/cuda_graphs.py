@@ -34,6 +34,9 @@ from common.timing import note_one_time_work
 TOKEN_BUCKET = 32
 FRAME_BUCKET = 64
 MAX_CACHED = 4  # (batch, token bucket, ...) shapes kept captured per decoder for free running
+# A capture's growth is its pool blocks plus an eager step's worth (its warm-up); after the last capture
+# the batches it leaves to eager steps need that eager step's room, and later buckets may be longer.
+CAPTURE_HEADROOM = 2.0
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -165,8 +168,6 @@ class _TrainingGraphs:
         self.bytes_per_cell = max(self.bytes_per_cell, grown / cells)
         return graphed
 
-
-CAPTURE_HEADROOM = 1.5  # later buckets are longer than the ones measured, and eager steps need room too
 
 
 def room_for_capture(free_bytes: int, bytes_per_cell: float, cells: int,

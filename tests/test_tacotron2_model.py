@@ -396,7 +396,7 @@ def test_training_on_shape_buckets_keeps_outputs_and_gradients():
 
 def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatch, capsys):
     """--cuda-graphs training on the CPU with stand-ins for the CUDA calls: a capture 'takes' 10 bytes
-    a padded cell. A bucket is captured while free memory covers 1.5x what the next one would take
+    a padded cell. A bucket is captured while free memory covers 2x what the next one would take
     at that rate; past that, batches of new shapes run the plain eager loop, unpadded, while the
     buckets already captured keep replaying; with memory freed, new buckets are captured again."""
     from tacotron2 import cuda_graphs
@@ -429,15 +429,15 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
     assert captures == [(32, 64)]
     torch.testing.assert_close(graphed[0], 2 * eager[0])
     assert graphed[0].shape == eager[0].shape == (2, 20, 30) and graphed[2].shape == (2, 30, 9)
-    # 10 bytes a cell so far; (32, 128) would take 2 x 32 x 128 x 10 = 81,920 bytes, 122,880 with headroom
-    gpu["free"] = 122_879
+    # 10 bytes a cell so far; (32, 128) would take 2 x 32 x 128 x 10 = 81,920 bytes, 163,840 with headroom
+    gpu["free"] = 163_839
     graphed, eager = step(100)
     assert captures == [(32, 64)]
     torch.testing.assert_close(graphed[0], eager[0])  # eager, not a replay
     assert "GPU memory holds 1 captured shape buckets" in capsys.readouterr().out
     graphed, eager = step(50)  # the captured bucket still replays
     torch.testing.assert_close(graphed[0], 2 * eager[0])
-    gpu["free"] = 122_880
+    gpu["free"] = 163_840
     graphed, eager = step(100)
     assert captures == [(32, 64), (32, 128)]
     torch.testing.assert_close(graphed[0], 2 * eager[0])
@@ -446,8 +446,8 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
 def test_room_for_capture_scales_what_earlier_captures_took():
     from tacotron2.cuda_graphs import room_for_capture
     assert room_for_capture(0, 0.0, 10**6)  # nothing measured yet: try
-    assert room_for_capture(1500, 10.0, 100) and not room_for_capture(1499, 10.0, 100)
-    assert not room_for_capture(1500, 10.0, 101)
+    assert room_for_capture(2000, 10.0, 100) and not room_for_capture(1999, 10.0, 100)
+    assert not room_for_capture(2000, 10.0, 101)
 
 
 def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
