@@ -153,8 +153,8 @@ class _TrainingGraphs:
         if not room_for_capture(available_gpu_bytes(), self.bytes_per_cell, cells):
             self.refused += 1
             if self.refused == 1:
-                print(f"--cuda-graphs: GPU memory holds {len(self.graphed)} captured shape buckets; "
-                      f"batches of other shapes run without graphs", flush=True)
+                _say(f"--cuda-graphs: GPU memory holds {len(self.graphed)} captured shape buckets; "
+                     f"batches of other shapes run without graphs")
             return None
         # the warm-up's eager step goes into the free memory, not beside cached blocks of earlier ones
         torch.cuda.empty_cache()
@@ -166,6 +166,9 @@ class _TrainingGraphs:
         note_one_time_work()  # train.py reports this step's time apart from the throughput
         grown = torch.cuda.memory_reserved() - reserved_before
         self.bytes_per_cell = max(self.bytes_per_cell, grown / cells)
+        # what each bucket costs is the number that decides how many fit (docs/performance.md)
+        _say(f"--cuda-graphs: captured batch {memory.size(0)} x {memory.size(1)} tokens x {mels.size(2)} frames, "
+             f"{grown / 2**30:.2f} GB more reserved, {available_gpu_bytes() / 2**30:.1f} GB available")
         return graphed
 
 
@@ -174,6 +177,13 @@ def room_for_capture(free_bytes: int, bytes_per_cell: float, cells: int,
                      headroom: float = CAPTURE_HEADROOM) -> bool:
     """Whether a capture of ``cells`` padded cells fits, by what earlier ones took (0: none yet)."""
     return free_bytes >= headroom * bytes_per_cell * cells
+
+
+def _say(message: str) -> None:
+    """One line on stdout from the first process only (each rank captures its own buckets)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_rank() == 0:
+        print(message, flush=True)
 
 
 def available_gpu_bytes() -> int:

@@ -427,6 +427,7 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
 
     graphed, eager = step(30)  # the first bucket (32 tokens, 64 frames) is always tried
     assert captures == [(32, 64)]
+    assert "captured batch 2 x 32 tokens x 64 frames, 0.00 GB more reserved" in capsys.readouterr().out
     torch.testing.assert_close(graphed[0], 2 * eager[0])
     assert graphed[0].shape == eager[0].shape == (2, 20, 30) and graphed[2].shape == (2, 30, 9)
     # 10 bytes a cell so far; (32, 128) would take 2 x 32 x 128 x 10 = 81,920 bytes, 163,840 with headroom
