@@ -587,7 +587,8 @@ def train(args) -> int:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_thresh)
             # Under --fp16-run the loss scaler skips a step whose gradients are not finite; float32
             # has no scaler, so it is skipped here, or one bad batch would make every weight NaN.
-            # (The gradients are all-reduced, so every rank skips the same steps.)
+            # (The gradients are all-reduced, so every rank skips the same steps. Reading the norm is a
+            # host sync, as the fp16 scaler's own found-inf check is.)
             skipped = not scaler.is_enabled() and not torch.isfinite(grad_norm)
             if not skipped:
                 scaler.step(optimizer)

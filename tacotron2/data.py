@@ -16,7 +16,6 @@ from common.mel import MEL_SETTINGS_FILE, MEL_SUFFIXES, TacotronSTFT, mel_settin
 from tacotron2.text import text_to_sequence
 
 
-
 class TextMelDataset(torch.utils.data.Dataset):
     """Items `(text_ids LongTensor [N], mel FloatTensor [n_mel_channels, T])` of one filelist.
 
