@@ -96,12 +96,18 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="let cuDNN time its convolution algorithms per input shape (WaveGlow, postnet): "
                              "pays where lengths repeat, as in a fixed-length benchmark; each new length searches")
+    parser.add_argument("--gate-check-interval", type=int, default=tacotron2.model.GATE_CHECK_INTERVAL,
+                        help="Tacotron 2 decoder steps between two host reads of the stop flags: each read waits "
+                             "for the GPU, and up to this many frames past the last stop are decoded and dropped")
     waveglow.arguments.add_run_args(parser)
 
 
 def check_precision_args(args: argparse.Namespace) -> None:
+    """The precision and speed flags (shared with inference_benchmark.py)."""
     if args.autocast and not (args.fp16 or args.bf16):
         raise UserError("--autocast needs --fp16 or --bf16")
+    if args.gate_check_interval < 1:
+        raise UserError("--gate-check-interval must be at least 1")
 
 
 def inference_dtype(args: argparse.Namespace, device: torch.device) -> torch.dtype | None:
@@ -335,6 +341,7 @@ def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=N
         if args.cuda_graphs and device.type != "cuda":
             warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
         tacotron2.use_cuda_graphs(t2_model, args.cuda_graphs and device.type == "cuda")
+        t2_model.decoder.gate_check_interval = args.gate_check_interval
         tacotron2.compile_free_running(t2_model, args.torch_compile)
     if wg_model is not None:
         waveglow.use_torch_compile(wg_model, args.torch_compile)

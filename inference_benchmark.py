@@ -19,7 +19,7 @@ import tacotron2
 import waveglow
 from common.errors import UserError, run_cli
 from common.logger import Logger
-from common.timing import latency_summary
+from common.timing import device_name, latency_summary
 from tacotron2.text import text_to_sequence
 from waveglow.denoiser import Denoiser
 
@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     text, lengths = input_batch(args, t2_model.embedding.num_embeddings, device)
 
     logger = Logger(args.log_file)
-    logger.parameters({**vars(args), "model_name": "Tacotron2_PyT"})
+    logger.parameters({**vars(args), "model_name": "Tacotron2_PyT", "device": device.type,
+                       "device_name": device_name(device)})
     for key, unit in UNITS.items():
         logger.metadata(key, unit)
     for _ in range(args.warmup):

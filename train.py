@@ -33,7 +33,7 @@ from common.profiling import StepProfiler
 from common.run_state import (StopRequest, checkpoint_file, choose_warm_start, find_resume_checkpoint,
                               ignore_stop_signals, mixed_seed, rng_state, set_rng_state, warm_start)
 from common.sampler import ResumableSampler
-from common.timing import one_time_work_count
+from common.timing import device_name, one_time_work_count
 
 MODELS = {package.NAME: package for package in (tacotron2, waveglow)}
 MAX_NONFINITE_STEPS = 5
@@ -420,7 +420,7 @@ def open_logger(args, device: torch.device, is_main: bool) -> Logger:
                     tensorboard_dir=None if args.no_tensorboard else os.path.join(args.output, "tensorboard"))
     precision = "bf16" if args.bf16 else "fp16" if args.fp16_run and device.type == "cuda" else "fp32"
     logger.parameters({**vars(args), "model_name": f"{args.model_name}_PyT", "device": device.type,
-                       "precision": precision})
+                       "device_name": device_name(device), "precision": precision})
     for key, unit in (("run_time", "s"), ("val_loss", None), ("train_iter_items/sec", "items/s"),
                       ("train_epoch_items/sec", "items/s"), ("epoch_time", "s")):
         logger.metadata(key, unit)

@@ -22,6 +22,12 @@ def synchronize(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_name(device: torch.device | str) -> str:
+    """What a measurement ran on, for logs and tables: the GPU's name, or "CPU"."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
 _one_time_work = 0
 
 

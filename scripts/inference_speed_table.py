@@ -8,8 +8,8 @@ kernels and the allocator start fresh), with random weights unless --tacotron2/-
 given, and prints per variant the mean Tacotron 2, WaveGlow and denoiser latency, the end-to-end
 average and p99, the real-time factor and the speed-up over the first variant. A variant that fails
 gets a row saying so and the rest still run (exit status 1 then). Default variants: on a GPU every
---fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile, + --wn-time-major or
---cudnn-benchmark) and bf16; on the CPU
+--fp16 way (autocast, weights cast once, + --cuda-graphs, + --torch-compile, + --wn-time-major,
+--cudnn-benchmark or --gate-check-interval 16) and bf16; on the CPU
 FP32 and both bf16 ways.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from common.log_summary import LogError, markdown_table, read_run  # noqa: E402
+from common.timing import device_name  # noqa: E402
 
 VARIANTS = {
     "fp32": [],
@@ -42,9 +43,11 @@ VARIANTS = {
     "fp16-time-major": ["--fp16", "--wn-time-major"],
     "fp16-graphs-compiled-time-major": ["--fp16", "--cuda-graphs", "--torch-compile", "--wn-time-major"],
     "fp16-graphs-compiled-cudnn-benchmark": ["--fp16", "--cuda-graphs", "--torch-compile", "--cudnn-benchmark"],
+    "fp16-graphs-compiled-check16": ["--fp16", "--cuda-graphs", "--torch-compile", "--gate-check-interval", "16"],
 }
 GPU_DEFAULT = ["fp32", "fp16-autocast", "fp16", "fp16-compiled", "fp16-graphs", "fp16-graphs-compiled",
-               "fp16-graphs-compiled-time-major", "fp16-graphs-compiled-cudnn-benchmark", "bf16-graphs-compiled"]
+               "fp16-graphs-compiled-time-major", "fp16-graphs-compiled-cudnn-benchmark", "fp16-graphs-compiled-check16",
+               "bf16-graphs-compiled"]
 CPU_DEFAULT = ["fp32", "bf16-autocast", "bf16"]
 
 
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     names = args.variants or (GPU_DEFAULT if on_gpu else CPU_DEFAULT)
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="inference_speed_")
     os.makedirs(out_dir, exist_ok=True)
-    device = torch.cuda.get_device_name() if on_gpu else "CPU"
+    device = device_name("cuda" if on_gpu else "cpu")
     print(f"{device}, torch {torch.__version__}; {args.decoder_steps} frames, {args.num_iters} iterations "
           f"after {args.warmup}; logs in {out_dir}", flush=True)
     rows, baseline, failed = [], None, False

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import inference  # noqa: E402
 import tacotron2  # noqa: E402
 import waveglow  # noqa: E402
+from common.timing import device_name  # noqa: E402
 
 N_TOKENS = 120
 BATCH = 8
@@ -188,8 +189,7 @@ def inference_differences(device: torch.device, n_steps: int, waveglow_frames: i
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}, torch {torch.__version__}")
+    print(f"{device_name(device)}, torch {torch.__version__}")
     failures = []
 
     losses = tacotron2_losses(device, args.frames)

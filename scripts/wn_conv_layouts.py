@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.timing import synchronize  # noqa: E402
+from common.timing import device_name, synchronize  # noqa: E402
 from waveglow.model import convolve  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         "in_layer (kernel 3)": torch.randn(2 * channels, channels, 3, generator=generator).to(device) / channels,
         "res_skip (1x1)": torch.randn(2 * channels, channels, 1, generator=generator).to(device) / channels,
     }
-    print(f"device {torch.cuda.get_device_name(device) if gpu else 'cpu'}, torch {torch.__version__}; "
+    print(f"device {device_name(device)}, torch {torch.__version__}; "
           f"batch {batch}, {n_steps} steps, {channels} channels, dilations {dilations[0]}..{dilations[-1]}, "
           f"{iters} runs a row")
     print("| convolution | layout | precision | forward | forward + backward | TFLOP/s (f + b) | max diff |")

@@ -19,6 +19,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from common.errors import InputWarning
 from tacotron2.layers import ConvNorm, LinearNorm
 
+# Free running asks the device "all stopped?" every this many steps (inference.py --gate-check-interval)
+GATE_CHECK_INTERVAL = 8
+
 
 @functools.cache
 def compiled(function):
@@ -181,7 +184,7 @@ class Decoder(nn.Module):
         self.p_decoder_dropout = p_decoder_dropout
         self.early_stopping = early_stopping
         # infer() asks the device "all stopped?" only every this many steps (each ask is a host sync)
-        self.gate_check_interval = 8
+        self.gate_check_interval = GATE_CHECK_INTERVAL
         # free running and the training loop through CUDA graphs (tacotron2/cuda_graphs.py):
         # inference.py --cuda-graphs, train.py --cuda-graphs
         self.cuda_graphs = False

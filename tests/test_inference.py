@@ -263,6 +263,23 @@ def test_cuda_graphs_on_the_cpu_warn_and_decode_the_same_audio(ckpts, tmp_path, 
     assert torch.equal(load_wav(os.path.join(outs[0], "audio_1.wav")), load_wav(os.path.join(outs[1], "audio_1.wav")))
 
 
+def test_gate_check_interval_reaches_the_decoder_and_keeps_the_audio(ckpts, tmp_path):
+    # the same frames whether the host looks every 8 steps, every 5 (a shorter last chunk) or every step
+    outs = [run(ckpts, tmp_path, out=f"out{i}", extra=["--seed", "7", "--gate-check-interval", interval])[1]
+            for i, interval in enumerate(["8", "5", "1"])]
+    assert len(wav_files(outs[0])) == len(LINES)
+    for out in outs[1:]:
+        assert wav_files(out) == wav_files(outs[0])
+        for name in wav_files(out):
+            # float rounding may flip the last bit of a 16-bit sample
+            torch.testing.assert_close(load_wav(os.path.join(out, name)), load_wav(os.path.join(outs[0], name)),
+                                       rtol=0, atol=1.5 / 32768)
+    args = inference.build_parser().parse_args(["-i", "t.txt", "-o", "o", "--gate-check-interval", "3"])
+    model = tacotron2.build_model(inference.default_config(tacotron2))
+    inference.use_speed_options(args, torch.device("cpu"), model)
+    assert model.decoder.gate_check_interval == 3
+
+
 def test_cudnn_benchmark_mode_follows_the_flag_on_a_gpu_only(monkeypatch):
     # the switch is set for the run, not left as an earlier run (or torch's default) had it
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)

@@ -87,7 +87,8 @@ def test_benchmark_random_weights(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [[], ["--random-weights", "--tacotron2", "x.pt"], ["--tacotron2", "x.pt"],
-                                  ["--random-weights", "--num-iters", "0"]])
+                                  ["--random-weights", "--num-iters", "0"],
+                                  ["--random-weights", "--gate-check-interval", "0"]])
 def test_benchmark_bad_flags(argv, capsys):
     assert inference_benchmark.main(argv + ["--cpu"]) == 2
     assert capsys.readouterr().err.startswith("error: ")

@@ -347,10 +347,13 @@ def step_by_step_infer(model: Tacotron2, text, text_lengths):
 
 
 @pytest.mark.parametrize("early_stopping", [True, False])
-def test_chunked_free_running_equals_step_by_step(early_stopping):
-    # 13 steps: a chunk of 8 and a shorter last one; stops at 3 and 10 (after the first check)
+@pytest.mark.parametrize("interval", [8, 1, 5, 16])
+def test_chunked_free_running_equals_step_by_step(early_stopping, interval):
+    # 13 steps: with 8 a step a chunk of 8 and a shorter last one, stops at 3 and 10 (after the first
+    # check); with 16 one chunk of 13, decoded past both stops and cut back to the later one
     reference, model = (small_model(max_decoder_steps=13, decoder_no_early_stopping=not early_stopping).eval()
                         for _ in range(2))
+    model.decoder.gate_check_interval = interval
     for each in (reference, model):
         scripted_gate(each, [3, 10] if early_stopping else [3, 20])
     text, lengths = torch.randint(1, 148, (2, 6), generator=torch.Generator().manual_seed(5)), torch.tensor([6, 4])

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Every measurement of the speed targets on one GPU, then their table (scripts/speed_targets.py):
+# the precision check, the inference variants, and training runs of both models in the reference's
+# settings (the 1250-clip subset), the default way and with the speed flags.
+#
+#   DATASET_PATH=benchmark_data bash scripts/benchmark_targets.sh
+#
+# Environment: DATASET_PATH (the folder holding LJSpeech-1.1; the benchmark set of
+# scripts/make_benchmark_set.sh), OUT (output/targets), STEPS (which measurements, in order; default
+# all: precision inference t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-fp32), EPOCHS
+# (training epochs per run; 10), NUM_ITERS (timed inference iterations per variant; 20),
+# VARIANTS (inference_speed_table.py variants; default its GPU list), PYTHON.
+# A step that fails is reported and the rest still run; the exit status is then 1.
+set -uo pipefail
+
+absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export DATASET_PATH
+DATASET_PATH=$(absolute "${DATASET_PATH:-$REPO_ROOT}")
+OUT=$(absolute "${OUT:-$REPO_ROOT/output/targets}")
+ALL_STEPS="precision inference t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-fp32"
+STEPS=${STEPS:-$ALL_STEPS}
+export EPOCHS=${EPOCHS:-10}
+NUM_ITERS=${NUM_ITERS:-20}
+PYTHON=${PYTHON:-python}
+export PYTHON
+
+if [ -d "$DATASET_PATH/LJSpeech-1.1/mels" ]; then
+    t2_files=filelists/ljs_mel_text_train_subset_1250_filelist.txt
+else
+    t2_files=filelists/ljs_audio_text_train_subset_1250_filelist.txt
+fi
+wg_files=filelists/ljs_audio_text_train_subset_1250_filelist.txt
+
+# train <step> <model> <precision> <batch> <filelist> [train.py flags]: a folder per step, so the
+# default and the fast run of a setting both stay for the table
+train() {
+    local step=$1 model=$2 precision=$3 batch=$4 files=$5
+    shift 5
+    BENCH_DIR="$OUT/train/$step" MODEL=$model PRECISION=$precision NUM_GPUS=1 BATCH_SIZE=$batch \
+        TRAINING_FILES=$files bash "$REPO_ROOT/scripts/benchmark_train.sh" "$@"
+}
+
+for step in $STEPS; do
+    case " $ALL_STEPS " in
+        *" $step "*) ;;
+        *) echo "error: STEPS: unknown step '$step' (expected some of: $ALL_STEPS)" >&2; exit 1 ;;
+    esac
+done
+
+mkdir -p "$OUT"
+cd "$REPO_ROOT" || exit 1
+failed=()
+for step in $STEPS; do
+    echo "== $step"
+    case $step in
+        precision) "$PYTHON" scripts/precision_check.py ;;
+        inference)
+            variants=()
+            if [ -n "${VARIANTS:-}" ]; then read -r -a variants <<< "$VARIANTS"; variants=(--variants "${variants[@]}"); fi
+            "$PYTHON" scripts/inference_speed_table.py --out-dir "$OUT/inference" --decoder-steps 600 \
+                --num-iters "$NUM_ITERS" ${variants[@]+"${variants[@]}"} ;;
+        t2-amp) train "$step" Tacotron2 amp 128 "$t2_files" ;;
+        t2-amp-fast) train "$step" Tacotron2 amp 128 "$t2_files" --length-sort-pool 1280 --cuda-graphs ;;
+        t2-fp32) train "$step" Tacotron2 fp32 128 "$t2_files" ;;
+        wg-amp) train "$step" WaveGlow amp 10 "$wg_files" ;;
+        wg-amp-compiled) train "$step" WaveGlow amp 10 "$wg_files" --torch-compile ;;
+        wg-fp32) train "$step" WaveGlow fp32 4 "$wg_files" ;;
+    esac || failed+=("$step")
+done
+
+"$PYTHON" scripts/speed_targets.py "$OUT" --out "$OUT/targets.md" || failed+=(table)
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed: ${failed[*]}" >&2
+    exit 1
+fi
