@@ -83,6 +83,23 @@ def kernels_per_step(dtype: torch.dtype | None, compiled: bool, n_steps: int, n_
     return len(device_kernels(profiler.events())) / n_steps
 
 
+def compiled_step_kernels(device: torch.device, dtype: torch.dtype | None, n_tokens: int) -> tuple[int, int]:
+    """(generated kernels, library calls: GEMMs, convolutions) of one compiled free-running step
+    (--torch-compile), read from the code inductor writes for it: on the CPU too, since fusion is
+    decided before the code is written for a device (the prenet and the copies into the chunk
+    buffers run beside it, eagerly)."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+    torch._dynamo.reset()
+    _, codes = run_and_get_code(lambda: count_one_chunk(device, dtype, False, True, 1, n_tokens, nullcontext))
+    call = max(codes, key=len)  # the step's graph (the chunk's other work stays eager)
+    call = call[call.rfind("def call("):]
+    generated = len(re.findall(r"^\s+(?:cpp_fused_\w+\(|\w+\.run\()", call, re.M))
+    library = len(re.findall(r"extern_kernels\.\w+\(", call))
+    return generated, library
+
+
 def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tokens: int,
                           batch: int = 4) -> tuple[float, float]:
     """(forward, forward + backward) operations per teacher-forced decoder step, from the difference
@@ -124,6 +141,9 @@ def main(argv=None) -> int:
     print("| **total** | " + " | ".join(f"**{sum(c.values()):g}**" for c in counts.values()) + " |")
     for op in ops:
         print(f"| {op} | " + " | ".join(f"{counts[mode][op]:g}" for mode in modes) + " |")
+    generated, library = compiled_step_kernels(device, None, args.tokens)
+    print(f"\n--torch-compile: one free-running step compiles to {generated} generated kernels and {library} "
+          f"library calls (GEMMs, convolution), fp32; the prenet and 2 copies a step run beside it")
     print(f"\nTraining (teacher forcing), operations per decoder step, batch 4, {args.tokens} tokens")
     print("| mode | forward | forward + backward |\n|---|---:|---:|")
     for mode, dtype in (("fp32", None), (f"{name} autocast", half)):

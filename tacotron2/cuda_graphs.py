@@ -69,10 +69,13 @@ class _Captured:
         """Copy a new utterance batch (and a fresh decoder state) into the fixed buffers."""
         fresh = decoder.free_run_buffers(memory, memory_lengths, 0)
         for name in ("memory", "processed_memory", "location_weight", "projection_weight", "projection_bias",
-                     "pad_mask", "frame", "not_finished"):
+                     "pad_mask", "prenet_hidden", "not_finished"):
             getattr(self.buffers, name).copy_(getattr(fresh, name))
         for fixed, value in zip(self.buffers.state, fresh.state):
             fixed.copy_(value)
+        for fixed_cell, cell in zip(self.buffers.cells or (), fresh.cells or ()):
+            for fixed, value in zip(fixed_cell, cell):
+                fixed.copy_(value)
 
 
 def _autocast_without_cache():

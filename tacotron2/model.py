@@ -58,9 +58,22 @@ class Prenet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for linear in self.layers:
-            x = F.relu(linear(x))
-            if self.dropout:
-                x = F.dropout(x, p=self.dropout, training=True)
+            x = self._dropout(F.relu(linear(x)))
+        return x
+
+    def _dropout(self, x: Tensor) -> Tensor:
+        return F.dropout(x, p=self.dropout, training=True) if self.dropout else x
+
+    def after_first_layer(self, hidden: Tensor) -> Tensor:
+        """The prenet from its first layer's ReLU output on, as free running splits it: the first layer
+        rides on the decoder's projection GEMM (Decoder.free_run_buffers) and the last ReLU is left to
+        the caller, whose compiled step fuses it. Dropout and ReLU commute (the mask and its scale are
+        >= 0), and the dropout calls come in the order forward() makes them: the same masks, the same
+        frames."""
+        x = self._dropout(hidden)
+        for index, linear in enumerate(self.layers[1:], start=2):
+            x = linear(x)
+            x = self._dropout(x if index == len(self.layers) else F.relu(x))
         return x
 
 
@@ -151,21 +164,55 @@ class DecoderState(NamedTuple):
     decoder_cell: Tensor
     attention_weights: Tensor  # float32
     attention_weights_cum: Tensor  # float32
+    # both of them stacked [B, 2, N], as the next step's location layer reads them: made where the
+    # weights are, so a compiled step writes them in the softmax's kernel, not in a kernel of its own
+    attention_weights_cat: Tensor
     attention_context: Tensor
+
+
+class MergedLSTMCell(NamedTuple):
+    """An nn.LSTMCell's two GEMMs as one, [W_ih | W_hh] on [inputs; h] with the biases summed, for the
+    compiled free-running step: two launches fewer a step, and the gates' elementwise work fuses into
+    one kernel there (eagerly it would be several; the eager step keeps nn.LSTMCell's fused cell)."""
+    weight: Tensor  # [4 H, inputs + H]
+    bias: Tensor  # [4 H]
+
+    @classmethod
+    def of(cls, cell: nn.LSTMCell, dtype: torch.dtype) -> "MergedLSTMCell":
+        bias = cell.bias_ih.float() + cell.bias_hh.float()  # summed before rounding to a half precision
+        return cls(torch.cat((cell.weight_ih, cell.weight_hh), 1).to(dtype), bias.to(dtype))
+
+    def __call__(self, inputs: tuple[Tensor, ...], hidden: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+        gates = F.linear(torch.cat((*inputs, hidden), -1), self.weight, self.bias)
+        in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, -1)  # nn.LSTMCell's order
+        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
+        return torch.sigmoid(out_gate) * torch.tanh(cell), cell
 
 
 class FreeRunBuffers(NamedTuple):
     memory: Tensor  # [B, N, E]
     processed_memory: Tensor
     location_weight: Tensor
-    projection_weight: Tensor  # [n_mel + 1, H + E]: mel and gate projections as one GEMM
-    projection_bias: Tensor  # [n_mel + 1]
+    # [n_mel + 1 + prenet_dim, H + E]: the mel and gate projections and the next step's first prenet
+    # layer (linear and bias-free, so it folds into the mel projection) as one GEMM
+    projection_weight: Tensor
+    projection_bias: Tensor
     pad_mask: Tensor  # [B, N] bool, True on padding
+    # both LSTM cells merged (MergedLSTMCell) when the steps are compiled; None: nn.LSTMCell
+    cells: tuple[MergedLSTMCell, MergedLSTMCell] | None
     state: DecoderState
-    frame: Tensor  # the last frame, input of the next step
+    prenet_hidden: Tensor  # [B, prenet_dim]: the next step's first prenet layer, after its ReLU
     not_finished: Tensor  # [B] bool: no gate has fired yet
     frames: Tensor  # [chunk, B, n_mel + 1]: each step's mel frame and gate logit
     alignments: Tensor  # [chunk, B, N] float32
+
+
+def run_cell(cell: nn.LSTMCell, merged: MergedLSTMCell | None, inputs: tuple[Tensor, ...], hidden: Tensor,
+             cell_state: Tensor) -> tuple[Tensor, Tensor]:
+    """One LSTM cell step on the concatenated inputs, through ``merged`` where given."""
+    if merged is None:
+        return cell(torch.cat(inputs, -1), (hidden, cell_state))
+    return merged(inputs, hidden, cell_state)
 
 
 class Decoder(nn.Module):
@@ -212,23 +259,26 @@ class Decoder(nn.Module):
         att_h = memory.new_zeros(batch, self.attention_rnn.hidden_size)
         dec_h = memory.new_zeros(batch, self.decoder_rnn.hidden_size)
         weights = torch.zeros(batch, n_tokens, device=memory.device, dtype=torch.float32)
-        return DecoderState(att_h, torch.zeros_like(att_h), dec_h, torch.zeros_like(dec_h),
-                            weights, torch.zeros_like(weights), memory.new_zeros(batch, memory.size(2)))
+        return DecoderState(att_h, torch.zeros_like(att_h), dec_h, torch.zeros_like(dec_h), weights,
+                            torch.zeros_like(weights), weights.new_zeros(batch, 2, n_tokens),
+                            memory.new_zeros(batch, memory.size(2)))
 
     def step(self, prenet_frame: Tensor, state: DecoderState, memory: Tensor, processed_memory: Tensor,
-             location_weight: Tensor, pad_mask: Tensor) -> DecoderState:
+             location_weight: Tensor, pad_mask: Tensor,
+             cells: tuple[MergedLSTMCell, MergedLSTMCell] | None = None) -> DecoderState:
         """One decoder step; the mel/gate projections are left to the caller."""
-        att_h, att_c = self.attention_rnn(torch.cat((prenet_frame, state.attention_context), -1),
-                                          (state.attention_hidden, state.attention_cell))
+        attention_cell, decoder_cell = cells or (None, None)
+        att_h, att_c = run_cell(self.attention_rnn, attention_cell, (prenet_frame, state.attention_context),
+                                state.attention_hidden, state.attention_cell)
         att_h = F.dropout(att_h, self.p_attention_dropout, self.training)
-        weights_cat = torch.stack((state.attention_weights, state.attention_weights_cum), dim=1)
-        context, weights = self.attention_layer(att_h, memory, processed_memory, weights_cat,
+        context, weights = self.attention_layer(att_h, memory, processed_memory, state.attention_weights_cat,
                                                 pad_mask, location_weight)
-        dec_h, dec_c = self.decoder_rnn(torch.cat((att_h, context), -1),
-                                        (state.decoder_hidden, state.decoder_cell))
+        dec_h, dec_c = run_cell(self.decoder_rnn, decoder_cell, (att_h, context),
+                                state.decoder_hidden, state.decoder_cell)
         dec_h = F.dropout(dec_h, self.p_decoder_dropout, self.training)
-        return DecoderState(att_h, att_c, dec_h, dec_c, weights,
-                            state.attention_weights_cum + weights, context)
+        weights_cum = state.attention_weights_cum + weights
+        return DecoderState(att_h, att_c, dec_h, dec_c, weights, weights_cum,
+                            torch.stack((weights, weights_cum), dim=1), context)
 
     def _prepare(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         pad_mask = ~lengths_to_mask(memory_lengths.to(memory.device), memory.size(1))
@@ -271,48 +321,57 @@ class Decoder(nn.Module):
         replay on fixed addresses); the state starts as the first step expects it."""
         pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
         mel, gate = self.linear_projection.linear_layer, self.gate_layer.linear_layer
-        # in the memory's dtype: under autocast a per-step cast of these (not cached) would cost a kernel
-        projection_weight = torch.cat((mel.weight, gate.weight)).to(memory.dtype)
-        projection_bias = torch.cat((mel.bias, gate.bias)).to(memory.dtype)
+        prenet_first = self.prenet.layers[0].linear_layer.weight.float()
+        # in the memory's dtype: under autocast a per-step cast of these (not cached) would cost a kernel;
+        # the folded prenet layer is multiplied out in float32 first, then rounded once
+        projection_weight = torch.cat((mel.weight.float(), gate.weight.float(), prenet_first @ mel.weight.float()))
+        projection_bias = torch.cat((mel.bias.float(), gate.bias.float(), prenet_first @ mel.bias.float()))
+        projection_weight, projection_bias = projection_weight.to(memory.dtype), projection_bias.to(memory.dtype)
+        cells = None
+        if self.torch_compile:
+            cells = (MergedLSTMCell.of(self.attention_rnn, memory.dtype), MergedLSTMCell.of(self.decoder_rnn, memory.dtype))
         batch = memory.size(0)
         return FreeRunBuffers(
             memory=memory, processed_memory=processed_memory, location_weight=location_weight,
             projection_weight=projection_weight, projection_bias=projection_bias,
-            pad_mask=pad_mask, state=self.initial_state(memory),
-            frame=memory.new_zeros(batch, self.n_mel_channels),
+            pad_mask=pad_mask, cells=cells, state=self.initial_state(memory),
+            prenet_hidden=memory.new_zeros(batch, prenet_first.size(0)),  # of the go frame, all zeros
             not_finished=torch.ones(batch, dtype=torch.bool, device=memory.device),
             frames=memory.new_zeros(chunk_steps, batch, self.n_mel_channels + 1),
             alignments=torch.zeros(chunk_steps, batch, memory.size(1), device=memory.device))
 
-    def step_and_project(self, prenet_frame: Tensor, state: DecoderState,
-                         buffers: FreeRunBuffers) -> tuple[DecoderState, Tensor]:
-        """A free-running step after the prenet -> (state, [B, n_mel + 1]: the mel frame and the gate
-        logit, from one GEMM)."""
-        state = self.step(prenet_frame, state, buffers.memory, buffers.processed_memory,
-                          buffers.location_weight, buffers.pad_mask)
+    def step_and_project(self, prenet_output: Tensor, state: DecoderState, buffers: FreeRunBuffers,
+                         output: Tensor, alignment: Tensor) -> tuple[DecoderState, Tensor]:
+        """A free-running step from the prenet's output before its last ReLU (Prenet.after_first_layer)
+        -> (state, the next step's prenet_hidden). Writes ``output`` [B, n_mel + 1] (the mel frame and
+        the gate logit) and ``alignment`` [B, N], views into the chunk buffers: compiled, those writes
+        happen in the kernels that make the values."""
+        state = self.step(F.relu(prenet_output), state, buffers.memory, buffers.processed_memory,
+                          buffers.location_weight, buffers.pad_mask, buffers.cells)
         projection_input = torch.cat((state.decoder_hidden, state.attention_context), dim=-1)
-        return state, F.linear(projection_input, buffers.projection_weight, buffers.projection_bias)
+        projected = F.linear(projection_input, buffers.projection_weight, buffers.projection_bias)
+        output.copy_(projected[:, :output.size(1)])
+        alignment.copy_(state.attention_weights)
+        return state, F.relu(projected[:, output.size(1):])
 
     def decode_chunk(self, buffers: FreeRunBuffers, n_steps: int) -> None:
         """n_steps free-running steps, in place: frames, gate logits and attention go to
         buffers.frames/alignments[:n_steps]; the state, the last frame and the "not finished" flags
         (no gate fired yet: sigmoid(gate) > gate_threshold) are updated. Nothing but the steps
         themselves runs per step; the gates are checked once per chunk."""
-        state, frame = buffers.state, buffers.frame
+        state, prenet_hidden = buffers.state, buffers.prenet_hidden
         step_and_project = (functools.partial(compiled(type(self).step_and_project), self) if self.torch_compile
                             else self.step_and_project)
         for step in range(n_steps):
             # the prenet's dropout stays eager: its random numbers are then the eager path's, in and
             # out of CUDA graphs
-            state, output = step_and_project(self.prenet(frame), state, buffers)
-            frame = output[:, :-1]
-            buffers.frames[step].copy_(output)
-            buffers.alignments[step].copy_(state.attention_weights)
+            state, prenet_hidden = step_and_project(self.prenet.after_first_layer(prenet_hidden), state, buffers,
+                                                    buffers.frames[step], buffers.alignments[step])
         gate_fired = (buffers.frames[:n_steps, :, -1] > self.gate_logit_threshold).any(dim=0)
         buffers.not_finished.logical_and_(~gate_fired)
         for fixed, new in zip(buffers.state, state):
             fixed.copy_(new)
-        buffers.frame.copy_(frame)
+        buffers.prenet_hidden.copy_(prenet_hidden)
 
     def infer(self, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Free running: -> (mel_outputs [B, 80, T], mel_lengths [B] long, alignments [B, T, N]).

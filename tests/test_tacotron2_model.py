@@ -60,9 +60,10 @@ def scripted_gate(model: Tacotron2, stop_steps: list[int]) -> None:
     model.decoder.gate_layer.register_forward_hook(lambda module, inputs, output: scripted(output.dtype))
     step_and_project = model.decoder.step_and_project
 
-    def scripted_step_and_project(prenet_frame, state, buffers):
-        state, output = step_and_project(prenet_frame, state, buffers)
-        return state, torch.cat((output[:, :-1], scripted(output.dtype)), dim=1)
+    def scripted_step_and_project(prenet_output, state, buffers, output, alignment):
+        state, prenet_hidden = step_and_project(prenet_output, state, buffers, output, alignment)
+        output[:, -1:] = scripted(output.dtype)
+        return state, prenet_hidden
 
     model.decoder.step_and_project = scripted_step_and_project
 
@@ -472,12 +473,26 @@ def test_padding_the_memory_to_a_token_bucket_keeps_every_output():
         assert padded_weights[..., 7:].abs().sum() == 0
 
 
+def test_merged_lstm_cell_is_the_lstm_cell():
+    """The compiled step's LSTM cell: one GEMM on [inputs; h] with both weights side by side."""
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(12, 16)
+    inputs, hidden, cell_state = (torch.randn(3, 5), torch.randn(3, 7)), torch.randn(3, 16), torch.randn(3, 16)
+    expected = cell(torch.cat(inputs, -1), (hidden, cell_state))
+    merged = tacotron2.model.MergedLSTMCell.of(cell, torch.float32)
+    assert merged.weight.shape == (64, 28)
+    for got, want in zip(merged(inputs, hidden, cell_state), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    half = tacotron2.model.MergedLSTMCell.of(cell, torch.bfloat16)
+    assert half.weight.dtype == half.bias.dtype == torch.bfloat16
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_free_running_gives_the_eager_outputs_without_recompiling():
-    """inference --torch-compile: free-running steps through torch.compile (elementwise work fused) give
-    the eager outputs (the prenet's dropout stays eager, so seeded runs draw the same masks), and
-    another token count reuses the compiled step; teacher forcing stays eager."""
+    """inference --torch-compile: free-running steps through torch.compile (elementwise work fused, each
+    LSTM cell one GEMM) give the eager outputs (the prenet's dropout stays eager, so seeded runs draw the
+    same masks), and another token count reuses the compiled step; teacher forcing stays eager."""
     eager, compiled = (small_model(max_decoder_steps=13, decoder_no_early_stopping=True).eval() for _ in range(2))
     tacotron2.compile_free_running(compiled)
     counters = torch._dynamo.utils.counters
