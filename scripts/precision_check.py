@@ -180,7 +180,9 @@ def inference_differences(device: torch.device, n_steps: int, waveglow_frames: i
             if device.type == "cuda":
                 compiled = wg_model.compile_gates().infer(mel, z=z).float()
                 row["compiled_gates_vs_eager"] = relative(compiled, audio)
-                finite.append(compiled)
+                block = wg_model.compile_blocks().infer(mel, z=z).float()  # --wn-compile-block
+                row["compiled_blocks_vs_eager"] = relative(block, audio)
+                finite += [compiled, block]
         row["finite"] = all(bool(torch.isfinite(t).all()) for t in finite)
         results[name] = row
     return results

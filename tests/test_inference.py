@@ -332,6 +332,12 @@ def test_half_precision_audio_matches_float32(ckpts, tmp_path):
         assert 0 < error < 0.1, (name, error)  # 0: the precision did not change anything
 
 
+def test_wn_compile_block_reaches_every_block_and_only_when_asked(ckpts, tmp_path):
+    # (the compiled block's numbers are tests/test_waveglow.py's; -d 0: no denoiser, nothing compiles here)
+    assert all(wn.compile_block for wn in model_dtypes(ckpts, tmp_path, ["--wn-compile-block", "-d", "0"])[3].vocoder.WN)
+    assert not any(wn.compile_block for wn in model_dtypes(ckpts, tmp_path, ["-d", "0"])[3].vocoder.WN)
+
+
 def test_wn_time_major_synthesises_the_same_audio(ckpts, tmp_path):
     audio = []
     for i, extra in enumerate([[], ["--wn-time-major"]]):

@@ -340,6 +340,44 @@ def test_compiled_gates_give_the_eager_outputs_and_gradients():
     assert not any(wn.compile_gate for wn in compiled.compile_gates(False).WN)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_blocks_give_the_eager_outputs_and_gradients_without_recompiling():
+    """--wn-compile-block: each WN block compiled whole (weight norms, gates, residual and skip sums)
+    is the eager block, forward and backward, channels-first and time-major. Synthesis (folded
+    weights) too, where a second length reuses the compiled graphs (training's backward specialises
+    on the length: its segments have one)."""
+    eager, compiled = small_model(), small_model().compile_blocks()
+    compiled_time_major = small_model().use_time_major().compile_blocks()
+    counters = torch._dynamo.utils.counters
+    graphs_at_start = counters["stats"]["unique_graphs"]
+    for n_frames in (4, 7):
+        mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
+        losses = []
+        for model in (eager, compiled, compiled_time_major):
+            model.zero_grad()
+            loss, _ = WaveGlowLoss()(model((mel, audio)))
+            loss.backward()
+            losses.append(loss)
+        for other, loss in zip((compiled, compiled_time_major), losses[1:]):
+            torch.testing.assert_close(loss, losses[0], rtol=1e-5, atol=1e-5)
+            for p_eager, p_other in zip(eager.parameters(), other.parameters()):
+                torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] > graphs_at_start  # the blocks did go through torch.compile
+    for model in (eager, compiled, compiled_time_major):
+        model.eval().remove_weightnorm()
+    for n_frames in (4, 7):
+        mel, z = torch.randn(1, 80, n_frames), torch.randn(1, 8, n_frames * 32)
+        graphs_before = counters["stats"]["unique_graphs"]
+        with torch.no_grad():
+            expected = eager.infer(mel, z=z)
+            for model in (compiled, compiled_time_major):
+                torch.testing.assert_close(model.infer(mel, z=z), expected, rtol=1e-4, atol=1e-5)
+        if n_frames == 7:
+            assert counters["stats"]["unique_graphs"] == graphs_before
+    assert not any(wn.compile_block for wn in compiled.compile_blocks(False).WN)
+
+
 def test_time_major_wn_computes_the_channels_first_wn():
     """--wn-time-major: the GEMM formulation is the same function of the same parameters, forward
     and backward, also where a dilation reaches past both ends of a short input."""

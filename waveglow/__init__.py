@@ -55,8 +55,9 @@ def use_torch_compile(model: WaveGlow, enabled: bool = True) -> None:
 
 
 def apply_run_options(model: WaveGlow, args: argparse.Namespace) -> None:
-    """WaveGlow's own run flags (waveglow.arguments.add_run_args): --wn-time-major."""
+    """WaveGlow's own run flags (waveglow.arguments.add_run_args): --wn-time-major, --wn-compile-block."""
     model.use_time_major(getattr(args, "wn_time_major", False))
+    model.compile_blocks(getattr(args, "wn_compile_block", False))
 
 
 def build_loss(args: argparse.Namespace | None = None) -> WaveGlowLoss:

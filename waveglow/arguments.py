@@ -32,6 +32,10 @@ def add_run_args(parser) -> None:
     parser.add_argument("--wn-time-major", action="store_true",
                         help="WN on time-major activations, its convolutions as GEMMs (same parameters, same "
                              "outputs up to rounding; faster inference, slower training on an H200)")
+    parser.add_argument("--wn-compile-block", action="store_true",
+                        help="torch.compile each WN block whole, not only its gates as --torch-compile does: the "
+                             "elementwise work between the convolutions fused, forward and backward (the first "
+                             "batch compiles; not yet measured on a GPU)")
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

@@ -9,6 +9,8 @@ under mixed precision.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,6 +148,16 @@ def compiled_gated_activation():
     return _compiled_gate
 
 
+@functools.cache
+def compiled_block():
+    """:meth:`WN.layers` through ``torch.compile`` (WaveGlow.compile_blocks): the whole block, so that
+    between its convolutions (cuBLAS/cuDNN) each layer's elementwise work, the conditioning add and
+    gate, the residual and skip sums with their biases, and in training the weight norms and the
+    backward of all of it, runs as a few fused kernels. Made once and shared by every block (modules
+    are inlined, their weights inputs); dynamic shapes, so new lengths do not recompile."""
+    return torch.compile(WN.layers, dynamic=True)
+
+
 class WN(nn.Module):
     """WaveNet-like coupling net: ``(audio [B, n_in, T], cond [B, n_cond, T]) -> [B, 2 n_in, T]``.
 
@@ -160,6 +172,7 @@ class WN(nn.Module):
         self.n_layers = n_layers
         self.n_channels = n_channels
         self.compile_gate = False  # WaveGlow.compile_gates()
+        self.compile_block = False  # WaveGlow.compile_blocks()
         self.time_major = False  # WaveGlow.use_time_major()
         # Registration order fixes the state-dict order: in, res_skip, cond, start, end.
         self.in_layers = nn.ModuleList()
@@ -199,14 +212,20 @@ class WN(nn.Module):
         convolution a GEMM over the channels (:func:`convolve`): the same parameters and the same
         numbers up to summation order. ``cond`` is then fastest stored as ``[B, T, n_cond]`` (WaveGlow
         passes it that way, transposed), and the result is a transposed view of a time-major tensor."""
-        n_channels, time_major = self.n_channels, self.time_major
+        if self.compile_block:
+            return compiled_block()(self, audio, cond, self.time_major, gated_activation)
+        gate = compiled_gated_activation() if self.compile_gate else gated_activation
+        return self.layers(audio, cond, self.time_major, gate)
+
+    def layers(self, audio: torch.Tensor, cond: torch.Tensor, time_major: bool, gate) -> torch.Tensor:
+        """:meth:`forward` with its layout and gate function given."""
+        n_channels = self.n_channels
         channel_dim = -1 if time_major else 1
         if time_major:
             audio, cond = audio.transpose(1, 2), cond.transpose(1, 2)
         x = convolve(audio, self.start.effective_weight(), self.start.bias, 1, time_major)
         conditioning = convolve(cond, *self._all_conditioning_weights(), 1, time_major)
         conditioning = conditioning.split(2 * n_channels, dim=channel_dim)
-        gate = compiled_gated_activation() if self.compile_gate else gated_activation
         skip = None
         for i in range(self.n_layers):
             in_layer, res_skip_layer = self.in_layers[i], self.res_skip_layers[i]
@@ -380,6 +399,13 @@ class WaveGlow(nn.Module):
         Triton on a GPU or a C++ compiler on the CPU). Same outputs up to float rounding."""
         for coupling in self.WN:
             coupling.compile_gate = enabled
+        return self
+
+    def compile_blocks(self, enabled: bool = True) -> "WaveGlow":
+        """Run every WN block whole through :func:`compiled_block` (torch.compile; needs Triton on a GPU
+        or a C++ compiler on the CPU): --wn-compile-block. Same outputs up to float rounding."""
+        for coupling in self.WN:
+            coupling.compile_block = enabled
         return self
 
     def cast_for_inference(self, dtype: torch.dtype) -> "WaveGlow":
