@@ -127,6 +127,7 @@ def print_table(args: argparse.Namespace, summary: dict, device: torch.device) -
         mode += " autocast" if args.autocast else " weights"
     graphs = ", CUDA graphs" if args.cuda_graphs and device.type == "cuda" else ""
     graphs += ", torch.compile (decoder step, WaveGlow gates)" if args.torch_compile else ""
+    graphs += ", WaveGlow blocks compiled whole" if args.wn_compile_block else ""
     graphs += ", cuDNN benchmark mode" if args.cudnn_benchmark and device.type == "cuda" else ""
     print(f"\nbatch size {args.batch_size}, input length {args.input_length}, {args.num_iters} iterations, "
           f"{mode}, {device.type}{graphs}")

@@ -329,7 +329,7 @@ class Decoder(nn.Module):
         projection_weight, projection_bias = projection_weight.to(memory.dtype), projection_bias.to(memory.dtype)
         cells = None
         if self.torch_compile:
-            cells = (MergedLSTMCell.of(self.attention_rnn, memory.dtype), MergedLSTMCell.of(self.decoder_rnn, memory.dtype))
+            cells = tuple(MergedLSTMCell.of(cell, memory.dtype) for cell in (self.attention_rnn, self.decoder_rnn))
         batch = memory.size(0)
         return FreeRunBuffers(
             memory=memory, processed_memory=processed_memory, location_weight=location_weight,
@@ -356,7 +356,7 @@ class Decoder(nn.Module):
 
     def decode_chunk(self, buffers: FreeRunBuffers, n_steps: int) -> None:
         """n_steps free-running steps, in place: frames, gate logits and attention go to
-        buffers.frames/alignments[:n_steps]; the state, the last frame and the "not finished" flags
+        buffers.frames/alignments[:n_steps]; the state, the next step's prenet input and the "not finished" flags
         (no gate fired yet: sigmoid(gate) > gate_threshold) are updated. Nothing but the steps
         themselves runs per step; the gates are checked once per chunk."""
         state, prenet_hidden = buffers.state, buffers.prenet_hidden
