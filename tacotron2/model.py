@@ -323,9 +323,10 @@ class Decoder(nn.Module):
         mel, gate = self.linear_projection.linear_layer, self.gate_layer.linear_layer
         prenet_first = self.prenet.layers[0].linear_layer.weight.float()
         # in the memory's dtype: under autocast a per-step cast of these (not cached) would cost a kernel;
-        # the folded prenet layer is multiplied out in float32 first, then rounded once
-        projection_weight = torch.cat((mel.weight.float(), gate.weight.float(), prenet_first @ mel.weight.float()))
-        projection_bias = torch.cat((mel.bias.float(), gate.bias.float(), prenet_first @ mel.bias.float()))
+        # the folded prenet layer is multiplied out in float32 (autocast off) first, then rounded once
+        with torch.autocast(memory.device.type, enabled=False):
+            projection_weight = torch.cat((mel.weight.float(), gate.weight.float(), prenet_first @ mel.weight.float()))
+            projection_bias = torch.cat((mel.bias.float(), gate.bias.float(), prenet_first @ mel.bias.float()))
         projection_weight, projection_bias = projection_weight.to(memory.dtype), projection_bias.to(memory.dtype)
         cells = None
         if self.torch_compile:

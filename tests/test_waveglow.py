@@ -364,6 +364,11 @@ def test_compiled_blocks_give_the_eager_outputs_and_gradients_without_recompilin
             for p_eager, p_other in zip(eager.parameters(), other.parameters()):
                 torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
     assert counters["stats"]["unique_graphs"] > graphs_at_start  # the blocks did go through torch.compile
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as train.py --amp runs them (bf16: the CPU's)
+        mixed = [WaveGlowLoss()(model((mel, audio)))[0] for model in (eager, compiled)]
+    torch.testing.assert_close(mixed[1], mixed[0], rtol=0.02, atol=0.02)
+    mixed[1].backward()
+    assert all(torch.isfinite(p.grad).all() for p in compiled.parameters())
     for model in (eager, compiled, compiled_time_major):
         model.eval().remove_weightnorm()
     for n_frames in (4, 7):
