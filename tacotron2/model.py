@@ -215,6 +215,35 @@ def run_cell(cell: nn.LSTMCell, merged: MergedLSTMCell | None, inputs: tuple[Ten
     return merged(inputs, hidden, cell_state)
 
 
+def stop_check_lag(device: torch.device) -> int:
+    """How many chunks behind the host reads the stop flags. On a GPU one: it reads a chunk's flag
+    while the next chunk runs, so the GPU never waits for the host between chunks, and at most one
+    chunk past the last stop is decoded (and dropped). On the CPU, which does the decoding itself, none."""
+    return 1 if device.type == "cuda" else 0
+
+
+class AnyRunning:
+    """Whether any utterance of ``not_finished`` still runs, as the host reads it later: on a GPU
+    copied to pinned memory behind an event, so reading waits for the chunk that set it and not for
+    the work queued after it."""
+
+    def __init__(self, not_finished: Tensor):
+        running = not_finished.any()
+        self.event = None
+        if running.is_cuda:
+            self.value = torch.empty((), dtype=torch.bool, pin_memory=True)
+            self.value.copy_(running, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.value = running
+
+    def __bool__(self) -> bool:
+        if self.event is not None:
+            self.event.synchronize()
+        return bool(self.value)
+
+
 class Decoder(nn.Module):
     """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> mel frame + gate."""
 
@@ -378,7 +407,8 @@ class Decoder(nn.Module):
         """Free running: -> (mel_outputs [B, 80, T], mel_lengths [B] long, alignments [B, T, N]).
 
         Steps run in chunks of gate_check_interval, after each of which the host asks the device
-        whether every utterance has stopped (one sync per chunk, none inside it). With
+        whether every utterance has stopped (one sync per chunk, none inside it; on a GPU the answer
+        is read while the next chunk runs, :func:`stop_check_lag`). With
         ``cuda_graphs`` on and the memory on a GPU each chunk is one CUDA graph replay
         (tacotron2/cuda_graphs.py).
         """
@@ -412,14 +442,17 @@ class Decoder(nn.Module):
 
         An utterance's length counts its frames up to and including the first whose gate fired
         (the frame the gate target marks as last in training); all of them if none did."""
-        chunks, gates = [], []
+        chunks, gates, running = [], [], []
+        lag = stop_check_lag(buffers.not_finished.device)
         for n_steps in self.chunk_sizes():
             run_chunk(n_steps)
             frames = buffers.frames[:n_steps]
             chunks.append((frames[:, :, :-1].clone(), buffers.alignments[:n_steps].clone()))
             gates.append(frames[:, :, -1].clone())
-            if self.early_stopping and not bool(buffers.not_finished.any()):
-                break
+            if self.early_stopping:
+                running.append(AnyRunning(buffers.not_finished))
+                if len(running) > lag and not running[-1 - lag]:
+                    break
         fired = torch.cat(gates) > self.gate_logit_threshold  # [T, B]
         n_steps = fired.size(0)
         first_fired = torch.where(fired.any(dim=0), fired.int().argmax(dim=0), n_steps - 1)

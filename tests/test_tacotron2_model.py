@@ -371,6 +371,28 @@ def test_chunked_free_running_equals_step_by_step(early_stopping, interval):
     torch.testing.assert_close(alignments, expected[2][:, :mel.shape[2]], rtol=1e-5, atol=1e-6)
 
 
+def test_reading_the_stop_flags_a_chunk_late_decodes_one_more_chunk_and_the_same_frames(monkeypatch):
+    """On a GPU the host reads a chunk's stop flag while the next chunk runs (tacotron2.model.stop_check_lag):
+    one more chunk is decoded past the last stop and dropped; lengths, mels and alignments are unchanged."""
+    results, chunk_counts = [], []
+    for lag in (0, 1):
+        monkeypatch.setattr(tacotron2.model, "stop_check_lag", lambda device, lag=lag: lag)
+        model = without_prenet_dropout(small_model(max_decoder_steps=40)).eval()
+        scripted_gate(model, [3, 10])
+        decode_chunk = model.decoder.decode_chunk
+        calls = []
+        model.decoder.decode_chunk = lambda buffers, n_steps: calls.append(n_steps) or decode_chunk(buffers, n_steps)
+        text, lengths = torch.randint(1, 148, (2, 6), generator=torch.Generator().manual_seed(5)), torch.tensor([6, 4])
+        with torch.no_grad():
+            results.append(model.infer(text, lengths))
+        chunk_counts.append(len(calls))
+    assert chunk_counts == [2, 3]  # both stopped in the second chunk of 8; read late, a third ran
+    (mel, mel_lengths, alignments), (late_mel, late_lengths, late_alignments) = results
+    assert mel_lengths.tolist() == late_lengths.tolist() == [3, 10]
+    torch.testing.assert_close(late_mel, mel)
+    torch.testing.assert_close(late_alignments, alignments)
+
+
 def test_training_on_shape_buckets_keeps_outputs_and_gradients():
     """What train.py --cuda-graphs does to give the training loop fixed shapes, run eagerly on the
     CPU: the batch padded to (32-token, 64-frame) buckets and the outputs cut back give the same
