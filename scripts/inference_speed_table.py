@@ -9,8 +9,8 @@ given, and prints per variant the mean Tacotron 2, WaveGlow and denoiser latency
 average and p99, the real-time factor and the speed-up over the first variant. A variant that fails
 gets a row saying so and the rest still run (exit status 1 then). Default variants: on a GPU --fp16
 alone, with --cuda-graphs --torch-compile (the fastest measured), and that with
---gate-check-interval 16, --wn-compile-block, --wn-time-major or both, and in bf16; on the CPU FP32
-and both bf16 ways. Every variant of VARIANTS can be named with --variants.
+--gate-check-interval 16, --wn-compile-block, --wn-time-major or both, or --cudnn-benchmark, and in
+bf16; on the CPU FP32 and both bf16 ways. Every variant of VARIANTS can be named with --variants.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ VARIANTS = {
 # the recipe's way, the fastest measured so far, and what may beat it (every compiling variant costs
 # a minute or so of a GPU's time; the others are a --variants away)
 GPU_DEFAULT = ["fp16", "fp16-graphs-compiled", "fp16-graphs-compiled-check16", "fp16-graphs-compiled-wn-block",
-               "fp16-graphs-compiled-time-major", "fp16-graphs-compiled-time-major-wn-block", "bf16-graphs-compiled"]
+               "fp16-graphs-compiled-time-major", "fp16-graphs-compiled-time-major-wn-block",
+               "fp16-graphs-compiled-cudnn-benchmark", "bf16-graphs-compiled"]
 CPU_DEFAULT = ["fp32", "bf16-autocast", "bf16"]
 
 
