@@ -2,25 +2,17 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
-from training_helpers import REPO
+from training_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("check_benchmark_set",
-                                                  os.path.join(REPO, "scripts", "check_benchmark_set.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_benchmark_set"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_benchmark_set")
 
 
 def write_clip(path, samples):

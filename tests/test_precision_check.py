@@ -1,24 +1,17 @@
 """scripts/precision_check.py: the mixed-precision numerics table (run on CPU here: FP32 and BF16)."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
-import sys
 
 import pytest
 import torch
 
-from training_helpers import REPO
+from training_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("precision_check", os.path.join(REPO, "scripts", "precision_check.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["precision_check"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("precision_check")
 
 
 def test_bf16_keeps_the_tacotron2_loss_and_the_waveglow_round_trip(check):
@@ -50,9 +43,7 @@ def test_half_precision_inference_stays_near_float32(check):
 
 
 def test_decoder_step_ops_counts_the_casts_of_half_precision():
-    spec = importlib.util.spec_from_file_location("decoder_step_ops", os.path.join(REPO, "scripts", "decoder_step_ops.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("decoder_step_ops")
     cpu = torch.device("cpu")
     fp32 = module.ops_per_step(cpu, None, False, n_steps=2, n_tokens=10)
     cast = module.ops_per_step(cpu, torch.bfloat16, False, n_steps=2, n_tokens=10)
@@ -68,9 +59,7 @@ def test_decoder_step_ops_counts_the_casts_of_half_precision():
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_the_compiled_step_makes_one_gemm_of_each_lstm_cell():
-    spec = importlib.util.spec_from_file_location("decoder_step_ops", os.path.join(REPO, "scripts", "decoder_step_ops.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("decoder_step_ops")
     generated, library = module.compiled_step_kernels(torch.device("cpu"), None, n_tokens=10)
     # one GEMM per LSTM cell, query, v, the location convolution and the projection; eagerly the
     # cells take two GEMMs each
@@ -78,9 +67,7 @@ def test_the_compiled_step_makes_one_gemm_of_each_lstm_cell():
 
 
 def test_wn_conv_layouts_compute_the_same_convolution(capsys):
-    spec = importlib.util.spec_from_file_location("wn_conv_layouts", os.path.join(REPO, "scripts", "wn_conv_layouts.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("wn_conv_layouts")
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(2, 8, 40, generator=generator)
     for kernel in (3, 1):

@@ -1,9 +1,7 @@
 """Data preparation: preprocess_audio2mel.py (mels to disk) and scripts/prepare_own_dataset.py."""
 
-import importlib.util
 import os
 import shutil
-import sys
 
 import librosa
 import numpy as np
@@ -13,21 +11,14 @@ import torch
 
 import preprocess_audio2mel as pre
 from common.errors import DataError, FilelistError, UserError
-from conftest import REPO_ROOT
 from common.mel import read_mel_settings
+from conftest import REPO_ROOT
 from tacotron2.data import TextMelDataset
+from training_helpers import load_script
 
 TINY_TRAIN = os.path.join(REPO_ROOT, "filelists", "tiny_audio_text_train_filelist.txt")
 STFT_KWARGS = {"filter_length": 1024, "hop_length": 256, "win_length": 1024, "n_mel_channels": 80,
                "sampling_rate": 22050, "mel_fmin": 0.0, "mel_fmax": 8000.0}
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

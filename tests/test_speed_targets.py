@@ -2,27 +2,21 @@
 parameters come from the real parsers (train.py, inference_benchmark.py)."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 import pytest
 
 import inference_benchmark
 import train
 from common.logger import Logger
-from training_helpers import REPO
+from training_helpers import load_script
 
 H100 = "NVIDIA H100 80GB HBM3"
 
 
 @pytest.fixture(scope="module")
 def targets():
-    spec = importlib.util.spec_from_file_location("speed_targets", os.path.join(REPO, "scripts", "speed_targets.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speed_targets"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("speed_targets")
 
 
 def write_training_log(path, argv, precision, epoch_rates, device_name=H100, mels=True):

@@ -314,6 +314,22 @@ def test_weights_cast_once_synthesise_like_float32(dtype):
     assert 0 < error < (0.01 if dtype == torch.float16 else 0.05)
 
 
+def assert_trains_like(eager: WaveGlow, others, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each of ``others`` has ``eager``'s loss and gradients on one random batch -> (mel, audio)."""
+    mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
+    losses = []
+    for model in (eager, *others):
+        model.zero_grad()
+        loss, _ = WaveGlowLoss()(model((mel, audio)))
+        loss.backward()
+        losses.append(loss)
+    for other, loss in zip(others, losses[1:]):
+        torch.testing.assert_close(loss, losses[0], rtol=1e-5, atol=1e-5)
+        for p_eager, p_other in zip(eager.parameters(), other.parameters()):
+            torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+    return mel, audio
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_gates_give_the_eager_outputs_and_gradients():
@@ -322,17 +338,7 @@ def test_compiled_gates_give_the_eager_outputs_and_gradients():
     eager, compiled = small_model(), small_model().compile_gates()
     compiled_time_major = small_model().use_time_major().compile_gates()  # the gate over the last dim
     for n_frames in (4, 7):
-        mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
-        losses = []
-        for model in (eager, compiled, compiled_time_major):
-            model.zero_grad()
-            loss, _ = WaveGlowLoss()(model((mel, audio)))
-            loss.backward()
-            losses.append(loss)
-        for other, loss in zip((compiled, compiled_time_major), losses[1:]):
-            torch.testing.assert_close(loss, losses[0], rtol=1e-5, atol=1e-5)
-            for p_eager, p_other in zip(eager.parameters(), other.parameters()):
-                torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+        mel, audio = assert_trains_like(eager, (compiled, compiled_time_major), n_frames)
     z = torch.randn(1, 8, 4 * 32)
     with torch.no_grad():
         torch.testing.assert_close(compiled.eval().infer(mel[:, :, :4], z=z), eager.eval().infer(mel[:, :, :4], z=z),
@@ -352,17 +358,7 @@ def test_compiled_blocks_give_the_eager_outputs_and_gradients_without_recompilin
     counters = torch._dynamo.utils.counters
     graphs_at_start = counters["stats"]["unique_graphs"]
     for n_frames in (4, 7):
-        mel, audio = torch.randn(1, 80, n_frames), 0.1 * torch.randn(1, 256 * n_frames)
-        losses = []
-        for model in (eager, compiled, compiled_time_major):
-            model.zero_grad()
-            loss, _ = WaveGlowLoss()(model((mel, audio)))
-            loss.backward()
-            losses.append(loss)
-        for other, loss in zip((compiled, compiled_time_major), losses[1:]):
-            torch.testing.assert_close(loss, losses[0], rtol=1e-5, atol=1e-5)
-            for p_eager, p_other in zip(eager.parameters(), other.parameters()):
-                torch.testing.assert_close(p_other.grad, p_eager.grad, rtol=1e-4, atol=1e-5)
+        mel, audio = assert_trains_like(eager, (compiled, compiled_time_major), n_frames)
     assert counters["stats"]["unique_graphs"] > graphs_at_start  # the blocks did go through torch.compile
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as train.py --amp runs them (bf16: the CPU's)
         mixed = [WaveGlowLoss()(model((mel, audio)))[0] for model in (eager, compiled)]

@@ -1,8 +1,10 @@
-"""Shared by the training tests: tiny model flags, small filelists, and reading the JSON log."""
+"""Shared by the tests: tiny model flags, small filelists, reading the JSON log, loading a script."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,12 @@ def env_without_gpu() -> dict:
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are programs, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    spec.loader.exec_module(module)
+    return module
