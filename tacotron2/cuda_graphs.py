@@ -17,8 +17,8 @@ of FRAME_BUCKET) and the loop of that bucket runs as a graphed callable
 exact: the decoder is causal (frame t sees frames < t only), so frames past the batch's length
 change no earlier output, and the attention masks the padded tokens. Every bucket's graphs share
 one memory pool; each new bucket costs a capture once per run (4-5 eager steps' time: 5-13 s at
-batch 128 on an H200) and keeps GPU memory, so buckets are captured only while memory allows and
-the rest run eagerly.
+batch 128 on an H200) and keeps GPU memory, so buckets are captured only while memory allows; a
+batch of a bucket left out replays a larger captured one that covers it, or runs eagerly.
 """
 from __future__ import annotations
 
@@ -129,6 +129,11 @@ def pad_to_bucket(memory: Tensor, mels: Tensor) -> tuple[Tensor, Tensor]:
     return pad_tokens(memory), pad_frames(mels)
 
 
+def pad_to_shape(memory: Tensor, mels: Tensor, n_tokens: int, n_frames: int) -> tuple[Tensor, Tensor]:
+    """A training batch's memory and mels zero-padded to ``n_tokens`` tokens and ``n_frames`` frames."""
+    return F.pad(memory, (0, 0, 0, n_tokens - memory.size(1))), F.pad(mels, (0, n_frames - mels.size(2)))
+
+
 def cut_to_batch(outputs, n_tokens: int, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
     """A bucket's (mel, gate, alignment) outputs cut back to the batch's own frames and tokens."""
     mel_outputs, gate_outputs, alignments = outputs
@@ -142,7 +147,9 @@ class _TrainingGraphs:
     capture also needs an eager step's activations for its warm-up: on an H200 at batch 128, nine
     buckets of the benchmark set took all 140 GB and the tenth ran out of memory. So a new bucket
     is captured only while the GPU has room for it (judged by what the largest capture so far took
-    per padded cell of batch x frames x tokens); the buckets past that run eagerly, unpadded."""
+    per padded cell of batch x frames x tokens). A batch of a bucket past that replays the smallest
+    captured bucket that covers it, padded further (more frames decoded, still far fewer launches
+    than eager), or, where none does, runs eagerly, unpadded."""
 
     def __init__(self):
         self.pool = torch.cuda.graph_pool_handle()
@@ -156,8 +163,8 @@ class _TrainingGraphs:
         if not room_for_capture(available_gpu_bytes(), self.bytes_per_cell, cells):
             self.refused += 1
             if self.refused == 1:
-                _say(f"--cuda-graphs: GPU memory holds {len(self.graphed)} captured shape buckets; "
-                     f"batches of other shapes run without graphs")
+                _say(f"--cuda-graphs: GPU memory holds {len(self.graphed)} captured shape buckets; batches of "
+                     f"other shapes replay a larger captured bucket where one covers them, else run without graphs")
             return None
         # the warm-up's eager step goes into the free memory, not beside cached blocks of earlier ones
         torch.cuda.empty_cache()
@@ -174,6 +181,16 @@ class _TrainingGraphs:
              f"{grown / 2**30:.2f} GB more reserved, {available_gpu_bytes() / 2**30:.1f} GB available")
         return graphed
 
+
+
+    def covering(self, key: tuple) -> tuple | None:
+        """The key of the smallest captured bucket that holds a batch of bucket ``key`` (same batch
+        size and everything else, at least its tokens and frames); None if there is none."""
+        (batch, n_tokens, width), (_, n_mel, n_frames) = key[0], key[1]
+        fits = [other for other in self.graphed if other[2:] == key[2:] and other[0][0] == batch
+                and other[0][2] == width and other[1][1] == n_mel
+                and other[0][1] >= n_tokens and other[1][2] >= n_frames]
+        return min(fits, key=lambda other: other[0][1] * other[1][2], default=None)
 
 
 def room_for_capture(free_bytes: int, bytes_per_cell: float, cells: int,
@@ -211,7 +228,10 @@ def graphed_teacher_forcing(decoder, memory: Tensor, mels: Tensor, memory_length
            tuple(p.data_ptr() for p in decoder.parameters()))  # .to()/.half() give new storage
     if key not in graphs.graphed:
         graphed = graphs.capture(decoder, *padded, memory_lengths)
-        if graphed is None:
+        if graphed is not None:
+            graphs.graphed[key] = graphed
+        elif (cover := graphs.covering(key)) is not None:
+            key, padded = cover, pad_to_shape(memory, mels, cover[0][1], cover[1][2])
+        else:
             return decoder.teacher_forcing(memory, mels, memory_lengths)
-        graphs.graphed[key] = graphed
     return cut_to_batch(graphs.graphed[key](*padded, memory_lengths), memory.size(1), mels.size(2))

@@ -420,11 +420,12 @@ def test_training_on_shape_buckets_keeps_outputs_and_gradients():
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatch, capsys):
-    """--cuda-graphs training on the CPU with stand-ins for the CUDA calls: a capture 'takes' 10 bytes
-    a padded cell. A bucket is captured while free memory covers 2x what the next one would take
-    at that rate; past that, batches of new shapes run the plain eager loop, unpadded, while the
-    buckets already captured keep replaying; with memory freed, new buckets are captured again."""
+@pytest.fixture
+def fake_gpu_captures(monkeypatch):
+    """Stand-ins for the CUDA calls of --cuda-graphs training, on the CPU: a capture 'takes' 10 bytes
+    a padded cell and its 'replay' doubles the eager outputs (tells replays from eager runs).
+    -> (gpu state {"free", "reserved"}, the (tokens, frames) of each capture, step(n_frames) ->
+    (graphed outputs, eager outputs) of a batch of 2 x 9 tokens)."""
     from tacotron2 import cuda_graphs
     gpu = {"reserved": 0, "free": 10**9}
     captures = []
@@ -433,7 +434,7 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
         memory, mels, _ = sample
         captures.append((memory.shape[1], mels.shape[2]))
         gpu["reserved"] += 10 * memory.shape[0] * memory.shape[1] * mels.shape[2]
-        return lambda *args: tuple(2 * out for out in module(*args))  # tells replays from eager runs
+        return lambda *args: tuple(2 * out for out in module(*args))
 
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
@@ -450,6 +451,15 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
         mels = torch.randn(2, 20, n_frames)
         return cuda_graphs.graphed_teacher_forcing(decoder, memory, mels, lengths), \
             decoder.teacher_forcing(memory, mels, lengths)
+    return gpu, captures, step
+
+
+def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(fake_gpu_captures, capsys):
+    """A bucket is captured while free memory covers 2x what the next one would take at the rate
+    earlier captures took; past that, batches of new shapes that no captured bucket covers run the
+    plain eager loop, unpadded, while the buckets already captured keep replaying; with memory
+    freed, new buckets are captured again."""
+    gpu, captures, step = fake_gpu_captures
 
     graphed, eager = step(30)  # the first bucket (32 tokens, 64 frames) is always tried
     assert captures == [(32, 64)]
@@ -468,6 +478,24 @@ def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(monkeypatc
     graphed, eager = step(100)
     assert captures == [(32, 64), (32, 128)]
     torch.testing.assert_close(graphed[0], 2 * eager[0])
+
+
+def test_a_batch_whose_bucket_does_not_fit_replays_a_larger_captured_bucket(fake_gpu_captures, capsys):
+    """With no room for its own bucket, a batch replays the smallest captured bucket that covers it
+    (padded further; outputs cut back to its own frames), not the eager loop."""
+    gpu, captures, step = fake_gpu_captures
+    for n_frames in (150, 100):  # buckets of 192 and 128 frames
+        step(n_frames)
+    gpu["free"] = 0
+    graphed, eager = step(30)  # its bucket, 64 frames, does not fit: the 128-frame one covers it
+    assert captures == [(32, 192), (32, 128)]
+    assert "replay a larger captured bucket" in capsys.readouterr().out
+    assert graphed[0].shape == eager[0].shape == (2, 20, 30) and graphed[2].shape == (2, 30, 9)
+    for replayed, plain in zip(graphed, eager):
+        torch.testing.assert_close(replayed, 2 * plain)
+    graphed, eager = step(200)  # 256 frames: nothing captured covers it, so eager
+    assert captures == [(32, 192), (32, 128)]
+    torch.testing.assert_close(graphed[0], eager[0])
 
 
 def test_room_for_capture_scales_what_earlier_captures_took():
