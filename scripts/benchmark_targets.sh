@@ -3,11 +3,12 @@
 # the precision check, the inference variants, and training runs of both models in the reference's
 # settings (the 1250-clip subset), the default way and with the speed flags.
 #
-#   DATASET_PATH=benchmark_data bash scripts/benchmark_targets.sh
+#   DATASET_PATH=benchmark_data [MAKER=path/to/make_espeak_ljspeech.py] bash scripts/benchmark_targets.sh
 #
-# Environment: DATASET_PATH (the folder holding LJSpeech-1.1; the benchmark set of
-# scripts/make_benchmark_set.sh), OUT (output/targets), STEPS (which measurements, in order; default
-# all: precision inference t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32), EPOCHS
+# Environment: DATASET_PATH (the folder holding LJSpeech-1.1: the benchmark set, which the step
+# `data` makes with scripts/make_benchmark_set.sh when it is missing and MAKER (and WHEELS) are set),
+# OUT (output/targets), STEPS (which measurements, in order; default all: data precision inference
+# t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32), EPOCHS
 # (training epochs per run; 10), NUM_ITERS (timed inference iterations per variant; 20),
 # VARIANTS (inference_speed_table.py variants; default its GPU list), PYTHON.
 # A step that fails is reported and the rest still run; the exit status is then 1.
@@ -19,19 +20,22 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DATASET_PATH
 DATASET_PATH=$(absolute "${DATASET_PATH:-$REPO_ROOT}")
 OUT=$(absolute "${OUT:-$REPO_ROOT/output/targets}")
-ALL_STEPS="precision inference t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
+ALL_STEPS="data precision inference t2-amp t2-amp-fast t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
 STEPS=${STEPS:-$ALL_STEPS}
 export EPOCHS=${EPOCHS:-10}
 NUM_ITERS=${NUM_ITERS:-20}
 PYTHON=${PYTHON:-python}
 export PYTHON
 
-if [ -d "$DATASET_PATH/LJSpeech-1.1/mels" ]; then
-    t2_files=filelists/ljs_mel_text_train_subset_1250_filelist.txt
-else
-    t2_files=filelists/ljs_audio_text_train_subset_1250_filelist.txt
-fi
 wg_files=filelists/ljs_audio_text_train_subset_1250_filelist.txt
+# Tacotron 2 reads the mels from disk once they are there (the step `data` may have just made them)
+t2_files() {
+    if [ -d "$DATASET_PATH/LJSpeech-1.1/mels" ]; then
+        echo filelists/ljs_mel_text_train_subset_1250_filelist.txt
+    else
+        echo filelists/ljs_audio_text_train_subset_1250_filelist.txt
+    fi
+}
 
 # train <step> <model> <precision> <batch> <filelist> [train.py flags]: a folder per step, so the
 # default and the fast run of a setting both stay for the table
@@ -55,15 +59,24 @@ failed=()
 for step in $STEPS; do
     echo "== $step"
     case $step in
+        data)
+            if [ -d "$DATASET_PATH/LJSpeech-1.1/wavs" ]; then
+                echo "benchmark set found in $DATASET_PATH"
+            elif [ -n "${MAKER:-}" ]; then
+                bash scripts/make_benchmark_set.sh "$DATASET_PATH"
+            else
+                echo "error: no $DATASET_PATH/LJSpeech-1.1/wavs and no MAKER to make the benchmark set" >&2
+                false
+            fi ;;
         precision) "$PYTHON" scripts/precision_check.py ;;
         inference)
             variants=()
             if [ -n "${VARIANTS:-}" ]; then read -r -a variants <<< "$VARIANTS"; variants=(--variants "${variants[@]}"); fi
             "$PYTHON" scripts/inference_speed_table.py --out-dir "$OUT/inference" --decoder-steps 600 \
                 --num-iters "$NUM_ITERS" ${variants[@]+"${variants[@]}"} ;;
-        t2-amp) train "$step" Tacotron2 amp 128 "$t2_files" ;;
-        t2-amp-fast) train "$step" Tacotron2 amp 128 "$t2_files" --length-sort-pool 1280 --cuda-graphs ;;
-        t2-fp32) train "$step" Tacotron2 fp32 128 "$t2_files" ;;
+        t2-amp) train "$step" Tacotron2 amp 128 "$(t2_files)" ;;
+        t2-amp-fast) train "$step" Tacotron2 amp 128 "$(t2_files)" --length-sort-pool 1280 --cuda-graphs ;;
+        t2-fp32) train "$step" Tacotron2 fp32 128 "$(t2_files)" ;;
         wg-amp) train "$step" WaveGlow amp 10 "$wg_files" ;;
         wg-amp-compiled) train "$step" WaveGlow amp 10 "$wg_files" --torch-compile ;;
         wg-amp-block) train "$step" WaveGlow amp 10 "$wg_files" --wn-compile-block ;;

@@ -271,11 +271,22 @@ def test_benchmark_targets_script_runs_the_chosen_steps_then_the_table(recorded_
                             env={**os.environ, "STEPS": "inference t3-amp", "PYTHON": "false"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "unknown step 't3-amp'" in result.stderr  # before any step ran
+    # the step `data` makes the benchmark set where it is missing, with the maker given
+    empty = tmp_path / "empty"
+    calls = recorded_python("scripts/benchmark_targets.sh", STEPS="data", OUT=str(out), DATASET_PATH=str(empty),
+                            MAKER="/opt/maker/make_espeak_ljspeech.py")
+    (maker,) = [call for call in calls if call[0] == "/opt/maker/make_espeak_ljspeech.py"]
+    assert maker[3] == str(empty / "LJSpeech-1.1")
+    assert any(call[0] == "preprocess_audio2mel.py" for call in calls)
     # a failing step is named, the others (and the table) still run
     result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "benchmark_targets.sh")],
                             env={**os.environ, "STEPS": "precision inference", "PYTHON": "false", "OUT": str(out)},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "failed: precision inference table" in result.stderr
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "benchmark_targets.sh")],
+                            env={**os.environ, "STEPS": "data", "PYTHON": "true", "OUT": str(out),
+                                 "DATASET_PATH": str(empty)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "no MAKER to make the benchmark set" in result.stderr
 
 
 def test_prepare_mels_script(recorded_python, tmp_path):
