@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections import Counter
 from contextlib import nullcontext
@@ -88,8 +89,6 @@ def compiled_step_kernels(device: torch.device, dtype: torch.dtype | None, n_tok
     (--torch-compile), read from the code inductor writes for it: on the CPU too, since fusion is
     decided before the code is written for a device (the prenet and the copies into the chunk
     buffers run beside it, eagerly)."""
-    import re
-
     from torch._inductor.utils import run_and_get_code
     torch._dynamo.reset()
     _, codes = run_and_get_code(lambda: count_one_chunk(device, dtype, False, True, 1, n_tokens, nullcontext))

@@ -22,6 +22,7 @@ sys.path.insert(0, REPO)
 
 from common.errors import UserError  # noqa: E402
 from common.log_summary import PREFIX, LogError, Run, markdown_table, mean_throughput, read_run, run_label  # noqa: E402
+from tacotron2.model import GATE_CHECK_INTERVAL  # noqa: E402
 
 REFERENCE_CARD = "NVIDIA H100 80GB HBM3"
 # within this fraction of FP16's end-to-end latency, BF16 counts as "as good as FP16"
@@ -29,7 +30,6 @@ BF16_TOLERANCE = 0.05
 # flags that change speed, shown beside a run ("how to reproduce")
 SPEED_FLAGS = ("cuda_graphs", "torch_compile", "length_sort_pool", "wn_time_major", "wn_compile_block",
                "cudnn_benchmark", "autocast", "gate_check_interval")
-DEFAULT_GATE_CHECK_INTERVAL = 8
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def speed_flags(params: dict) -> str:
     shown = []
     for name in SPEED_FLAGS:
         value = params.get(name)
-        if value in (None, False, 0) or (name == "gate_check_interval" and value == DEFAULT_GATE_CHECK_INTERVAL):
+        if value in (None, False, 0) or (name == "gate_check_interval" and value == GATE_CHECK_INTERVAL):
             continue
         flag = "--" + name.replace("_", "-")
         shown.append(flag if value is True else f"{flag} {value}")

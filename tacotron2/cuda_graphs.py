@@ -107,11 +107,6 @@ def graphed_free_run(decoder, memory: Tensor, memory_lengths: Tensor) -> tuple[l
     return decoder.run_chunks(captured.buffers, lambda n_steps: captured.graphs[n_steps].replay())
 
 
-def pad_frames(mels: Tensor, bucket: int = FRAME_BUCKET) -> Tensor:
-    """Zero-pad mels [B, n_mel, T] to a multiple of ``bucket`` frames."""
-    return F.pad(mels, (0, -mels.size(2) % bucket))
-
-
 class TeacherForcing(nn.Module):
     """The decoder's teacher-forced loop as a module of its own: make_graphed_callables replaces the
     forward of what it is given, and every bucket needs its own graphs of the same parameters."""
@@ -126,7 +121,8 @@ class TeacherForcing(nn.Module):
 
 def pad_to_bucket(memory: Tensor, mels: Tensor) -> tuple[Tensor, Tensor]:
     """A training batch's memory and mels zero-padded to their (token, frame) bucket."""
-    return pad_tokens(memory), pad_frames(mels)
+    return pad_to_shape(memory, mels, memory.size(1) + -memory.size(1) % TOKEN_BUCKET,
+                        mels.size(2) + -mels.size(2) % FRAME_BUCKET)
 
 
 def pad_to_shape(memory: Tensor, mels: Tensor, n_tokens: int, n_frames: int) -> tuple[Tensor, Tensor]:
