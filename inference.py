@@ -342,7 +342,7 @@ def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=N
             warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")
         tacotron2.use_cuda_graphs(t2_model, args.cuda_graphs and device.type == "cuda")
         t2_model.decoder.gate_check_interval = args.gate_check_interval
-        tacotron2.compile_free_running(t2_model, args.torch_compile)
+        tacotron2.use_torch_compile(t2_model, args.torch_compile)
     if wg_model is not None:
         waveglow.use_torch_compile(wg_model, args.torch_compile)
         waveglow.apply_run_options(wg_model, args)

@@ -9,7 +9,7 @@ no-ops excluded, per precision mode of inference.py (FP32; half precision with t
 once, or under autocast). On the CPU an LSTM cell is 8-9 operations where CUDA runs 3 kernels
 (two GEMMs and one fused cell), so absolute numbers differ between devices; differences between
 modes and commits carry over. A second table counts a teacher-forced (training) step, forward and
-backward, in FP32 and under autocast. On a GPU a third table counts what matters there, the CUDA
+backward, in FP32 and under autocast, and what the step compiles to with train.py --torch-compile. On a GPU a third table counts what matters there, the CUDA
 kernels a free-running step launches (torch.profiler), eager and with --torch-compile (the step's
 elementwise chains fused; a CUDA graph replays the same kernels, so graphs do not change the count).
 """
@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import inference  # noqa: E402
 import tacotron2  # noqa: E402
 from common.profiling import device_kernels  # noqa: E402
+from tacotron2.model import COMPILED_STEPS  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -52,7 +53,7 @@ def count_one_chunk(device: torch.device, dtype: torch.dtype | None, use_autocas
     torch.manual_seed(0)
     model = tacotron2.build_model(inference.default_config(tacotron2)).to(device).eval()
     inference.cast_models(dtype, use_autocast, model)
-    tacotron2.compile_free_running(model, compiled)
+    tacotron2.use_torch_compile(model, compiled)
     decoder = model.decoder
     # the encoder's output dtype: the half dtype whether cast or autocast
     memory = torch.randn(1, n_tokens, 512, device=device, dtype=dtype or torch.float32)
@@ -92,11 +93,35 @@ def compiled_step_kernels(device: torch.device, dtype: torch.dtype | None, n_tok
     from torch._inductor.utils import run_and_get_code
     torch._dynamo.reset()
     _, codes = run_and_get_code(lambda: count_one_chunk(device, dtype, False, True, 1, n_tokens, nullcontext))
-    call = max(codes, key=len)  # the step's graph (the chunk's other work stays eager)
-    call = call[call.rfind("def call("):]
+    return kernel_calls(max(codes, key=len))  # the step's graph (the chunk's other work stays eager)
+
+
+def kernel_calls(code: str) -> tuple[int, int]:
+    """(generated kernels, library calls) that the ``call`` of inductor's output ``code`` makes."""
+    call = code[code.rfind("def call("):]
     generated = len(re.findall(r"^\s+(?:cpp_fused_\w+\(|\w+\.run\()", call, re.M))
     library = len(re.findall(r"extern_kernels\.\w+\(", call))
     return generated, library
+
+
+def compiled_training_kernels(device: torch.device, n_tokens: int, batch: int = 4) -> list[tuple[float, float]]:
+    """[(generated kernels, library calls)] per step of the compiled teacher-forced steps (train.py
+    --torch-compile, chunks of COMPILED_STEPS), forward then backward, FP32, from the code inductor
+    writes for them."""
+    from torch._inductor.utils import run_and_get_code
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = tacotron2.build_model(inference.default_config(tacotron2)).to(device).train()
+    tacotron2.use_torch_compile(model)
+    memory = torch.randn(batch, n_tokens, 512, device=device, requires_grad=True)
+    mels = torch.randn(batch, 80, 1 + COMPILED_STEPS, device=device)  # the first step runs eagerly
+
+    def forward_and_backward():
+        outputs = model.decoder.teacher_forcing(memory, mels, torch.full((batch,), n_tokens, device=device))
+        sum(output.sum() for output in outputs).backward()
+
+    _, codes = run_and_get_code(forward_and_backward)
+    return [tuple(count / COMPILED_STEPS for count in kernel_calls(code)) for code in codes]
 
 
 def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tokens: int,
@@ -142,12 +167,16 @@ def main(argv=None) -> int:
         print(f"| {op} | " + " | ".join(f"{counts[mode][op]:g}" for mode in modes) + " |")
     generated, library = compiled_step_kernels(device, None, args.tokens)
     print(f"\n--torch-compile: one free-running step compiles to {generated} generated kernels and {library} "
-          f"library calls (GEMMs, convolution), fp32; the prenet and 2 copies a step run beside it")
+          f"library calls (GEMMs, convolution), fp32; the prenet (dropout, GEMM, dropout) runs beside it")
     print(f"\nTraining (teacher forcing), operations per decoder step, batch 4, {args.tokens} tokens")
     print("| mode | forward | forward + backward |\n|---|---:|---:|")
     for mode, dtype in (("fp32", None), (f"{name} autocast", half)):
         forward, both = training_ops_per_step(device, dtype, args.tokens)
         print(f"| {mode} | {forward:g} | {both:g} |")
+    graphs = compiled_training_kernels(device, args.tokens)
+    print(f"\ntrain.py --torch-compile: chunks of {COMPILED_STEPS} teacher-forced steps compile to, a step, "
+          + ", ".join(f"{generated:g} generated kernels and {library:g} library calls" for generated, library in graphs)
+          + " (forward, backward), fp32")
     if device.type == "cuda":
         print(f"\nCUDA kernels per free-running decoder step (torch.profiler), batch 1, {args.tokens} tokens")
         print("| precision | eager | --torch-compile |\n|---|---:|---:|")

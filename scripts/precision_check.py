@@ -5,7 +5,8 @@
 With random weights (same seed for every precision) it prints, per precision the device offers
 (FP32, FP16 and BF16 autocast on a GPU; FP32 and BF16 on the CPU):
 - Tacotron 2's teacher-forced loss on a batch of 8 random utterances, and its relative difference
-  from FP32 (the prenet's dropout is always on, so a differing mask shows up here);
+  from FP32 (the prenet's dropout is always on, so a differing mask shows up here); on a GPU also
+  train.py --torch-compile's loss and gradients against eager's in FP16 autocast;
 - WaveGlow's round trip, max |audio - reverse(forward(audio))|, and the dtypes of z and the
   log-determinants (float32 in every precision).
 - inference.py's half precisions (weights cast once, or autocast) against FP32: Tacotron 2 free
@@ -94,6 +95,28 @@ def tacotron2_losses(device: torch.device, n_frames: int) -> dict[str, float]:
     return losses
 
 
+def compiled_training_differences(device: torch.device, n_frames: int) -> tuple[float, float]:
+    """train.py --torch-compile against eager, FP16 autocast (the AMP of the speed targets), forward
+    and backward with the decoder's dropouts off (compiled, they draw other masks): (the loss's
+    relative difference, the largest gradient difference relative to the largest gradient)."""
+    torch.manual_seed(0)
+    config = {**inference.default_config(tacotron2), "p_attention_dropout": 0.0, "p_decoder_dropout": 0.0}
+    eager = tacotron2.build_model(config).to(device).train()
+    compiled = copy.deepcopy(eager)
+    tacotron2.use_torch_compile(compiled)
+    loss_fn = tacotron2.build_loss()
+    inputs, targets = tacotron2_batch(n_frames, device)
+    results = []
+    for model in (eager, compiled):
+        torch.manual_seed(1)
+        with autocast(device, torch.float16):
+            loss, _ = loss_fn(model(inputs), targets)
+        loss.backward()
+        results.append((loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (eager_loss, eager_grads), (compiled_loss, compiled_grads) = results
+    return abs(compiled_loss - eager_loss) / abs(eager_loss), relative(compiled_grads, eager_grads)
+
+
 def waveglow_round_trips(device: torch.device, n_frames: int, wn_channels: int | None) -> dict[str, tuple]:
     torch.manual_seed(0)
     model = waveglow.build_model(inference.default_config(waveglow, wn_channels)).to(device)
@@ -169,9 +192,9 @@ def inference_differences(device: torch.device, n_steps: int, waveglow_frames: i
             replayed = free_running(t2_model, text, lengths, dtype, use_autocast, True)
             row["graphs_vs_eager"] = relative(graphed, eager)
             row["replay_vs_first"] = float((replayed - graphed).abs().max())
-            tacotron2.compile_free_running(t2_model)  # --torch-compile: the fused step, in the graphs
+            tacotron2.use_torch_compile(t2_model)  # --torch-compile: the fused step, in the graphs
             compiled_step = free_running(t2_model, text, lengths, dtype, use_autocast, True)
-            tacotron2.compile_free_running(t2_model, False)
+            tacotron2.use_torch_compile(t2_model, False)
             row["compiled_step_vs_eager"] = relative(compiled_step, eager)
             finite += [graphed, replayed, compiled_step]
         with torch.no_grad(), autocast(device, dtype if use_autocast else None):
@@ -206,6 +229,14 @@ def main(argv=None) -> int:
         print(f"| {precision} | {loss:.6f} | {difference:.1e} |")
         if difference > args.loss_tolerance:
             failures.append(f"Tacotron 2 {precision} loss differs from FP32 by {difference:.1e}")
+
+    if device.type == "cuda":
+        loss_difference, gradient_difference = compiled_training_differences(device, args.frames)
+        print(f"\ntrain.py --torch-compile against eager, FP16 autocast, decoder dropouts off: loss "
+              f"{loss_difference:.1e} (relative), gradients {gradient_difference:.1e} (relative to the largest)")
+        if loss_difference > args.loss_tolerance or gradient_difference > args.synthesis_tolerance:
+            failures.append(f"the compiled training step differs from eager: loss {loss_difference:.1e}, "
+                            f"gradients {gradient_difference:.1e}")
 
     trips = waveglow_round_trips(device, args.waveglow_frames, args.wn_channels)
     print(f"\nWaveGlow round trip, {256 * args.waveglow_frames} samples x 2")

@@ -15,7 +15,7 @@ from tacotron2.text import symbols
 __all__ = [
     "NAME", "add_model_args", "config_from_args", "build_model", "build_datasets", "collate_fn",
     "batch_to_device", "build_loss", "training_defaults", "validation_stats", "validation_report",
-    "item_lengths", "use_cuda_graphs", "use_torch_compile", "compile_free_running", "apply_run_options",
+    "item_lengths", "use_cuda_graphs", "use_torch_compile", "apply_run_options",
     "symbols", "Tacotron2", "Tacotron2Loss", "TextMelDataset", "TextMelCollate",
 ]
 
@@ -50,15 +50,20 @@ def use_cuda_graphs(model: Tacotron2, enabled: bool = True) -> None:
     model.decoder.cuda_graphs = enabled
 
 
-def compile_free_running(model: Tacotron2, enabled: bool = True) -> None:
-    """inference.py --torch-compile: free-running decoder steps through torch.compile, their
-    elementwise chains fused (tacotron2.model.compiled); with --cuda-graphs the graphs replay the
-    fused kernels. The first utterance compiles."""
+def use_torch_compile(model: Tacotron2, enabled: bool = True) -> None:
+    """--torch-compile (train.py, inference.py): decoder steps through torch.compile, their
+    elementwise chains fused (tacotron2.model.compiled). Free running: one graph for every token
+    count, and with --cuda-graphs the graphs replay the fused kernels. Training: chunks of
+    COMPILED_STEPS teacher-forced steps, forward and backward, one graph per bucket of TOKEN_BUCKET
+    tokens (and batch size); validation, without gradients, stays eager. Each graph compiles the first
+    time its shapes come."""
+    import torch._dynamo
+
+    from tacotron2.model import TOKEN_BUCKET
+    # a graph per token bucket: room for texts of up to 2048 tokens (LJSpeech's longest is ~190) and a
+    # second batch size; past the limit torch.compile would run further chunks eagerly
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * 2048 // TOKEN_BUCKET)
     model.decoder.torch_compile = enabled
-
-
-# Training has no compiled path: see tacotron2.model.compiled (train.py --cuda-graphs instead).
-use_torch_compile = None
 
 
 def apply_run_options(model: Tacotron2, args: argparse.Namespace) -> None:

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.timing import note_one_time_work
+from tacotron2.model import TOKEN_BUCKET, pad_tokens
 
-TOKEN_BUCKET = 32
 FRAME_BUCKET = 64
 MAX_CACHED = 4  # (batch, token bucket, ...) shapes kept captured per decoder for free running
 # A capture's growth is its pool blocks plus an eager step's worth (its warm-up); after the last capture
@@ -82,11 +82,6 @@ def _autocast_without_cache():
     # Autocast's cast cache would keep tensors of the graph's private pool alive outside it.
     return torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
                           enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
-
-
-def pad_tokens(memory: Tensor, bucket: int = TOKEN_BUCKET) -> Tensor:
-    """Zero-pad memory [B, N, E] to a multiple of ``bucket`` tokens."""
-    return F.pad(memory, (0, 0, 0, -memory.size(1) % bucket))
 
 
 def graphed_free_run(decoder, memory: Tensor, memory_lengths: Tensor) -> tuple[list, Tensor, Tensor]:

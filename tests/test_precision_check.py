@@ -66,6 +66,18 @@ def test_the_compiled_step_makes_one_gemm_of_each_lstm_cell():
     assert library == 6 and generated >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_the_compiled_training_step_launches_a_fraction_of_the_eager_operations():
+    module = load_script("decoder_step_ops")
+    cpu = torch.device("cpu")
+    graphs = module.compiled_training_kernels(cpu, n_tokens=10)
+    assert len(graphs) == 2  # one forward and one backward graph: no graph breaks
+    _, eager = module.training_ops_per_step(cpu, None, n_tokens=10)
+    compiled = sum(generated + library for generated, library in graphs)
+    assert all(library >= 4 for _, library in graphs) and compiled < eager / 3
+
+
 def test_wn_conv_layouts_compute_the_same_convolution(capsys):
     module = load_script("wn_conv_layouts")
     generator = torch.Generator().manual_seed(1)

@@ -393,12 +393,19 @@ def test_reading_the_stop_flags_a_chunk_late_decodes_one_more_chunk_and_the_same
     torch.testing.assert_close(late_alignments, alignments)
 
 
-def test_training_on_shape_buckets_keeps_outputs_and_gradients():
-    """What train.py --cuda-graphs does to give the training loop fixed shapes, run eagerly on the
-    CPU: the batch padded to (32-token, 64-frame) buckets and the outputs cut back give the same
-    outputs and the same gradients (the decoder is causal; padded tokens are masked)."""
+COMPILE = pytest.param(True, marks=[pytest.mark.slow, pytest.mark.skipif(
+    shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")])
+
+
+@pytest.mark.parametrize("compiled", [False, COMPILE], ids=["eager", "compiled"])
+def test_training_on_shape_buckets_keeps_outputs_and_gradients(compiled):
+    """What train.py --cuda-graphs does to give the training loop fixed shapes, run on the CPU
+    without graphs: the batch padded to (32-token, 64-frame) buckets and the outputs cut back give
+    the same outputs and the same gradients (the decoder is causal; padded tokens are masked), also
+    with --torch-compile, whose chunks of steps pad the frames once more."""
     from tacotron2.cuda_graphs import cut_to_batch, pad_to_bucket
     model = without_prenet_dropout(small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0)).train()
+    tacotron2.use_torch_compile(model, compiled)
     inputs, targets, _ = batch_to_device(make_batch([9, 5, 7], [37, 20, 29]), "cpu")
     text, text_lengths, mels = inputs[0], inputs[1], inputs[2]
     results = []
@@ -542,9 +549,9 @@ def test_merged_lstm_cell_is_the_lstm_cell():
 def test_compiled_free_running_gives_the_eager_outputs_without_recompiling():
     """inference --torch-compile: free-running steps through torch.compile (elementwise work fused, each
     LSTM cell one GEMM) give the eager outputs (the prenet's dropout stays eager, so seeded runs draw the
-    same masks), and another token count reuses the compiled step; teacher forcing stays eager."""
+    same masks), and another token count reuses the compiled step."""
     eager, compiled = (small_model(max_decoder_steps=13, decoder_no_early_stopping=True).eval() for _ in range(2))
-    tacotron2.compile_free_running(compiled)
+    tacotron2.use_torch_compile(compiled)
     counters = torch._dynamo.utils.counters
     for n_tokens in (6, 9):
         text = torch.randint(1, 148, (2, n_tokens), generator=torch.Generator().manual_seed(n_tokens))
@@ -563,10 +570,52 @@ def test_compiled_free_running_gives_the_eager_outputs_without_recompiling():
         assert torch.equal(compiled_lengths, mel_lengths) and compiled_mel.shape == mel.shape == (2, 20, 13)
         torch.testing.assert_close(compiled_mel, mel, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(compiled_alignments, alignments, rtol=1e-5, atol=1e-6)
-    graphs_before = counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_teacher_forcing_gives_the_eager_outputs_and_gradients_per_token_bucket():
+    """train.py --torch-compile: the teacher-forced steps through torch.compile in chunks of 8, forward
+    and backward, give the eager outputs and gradients (the decoder's dropouts off: compiled, they
+    draw from inductor's generator), one graph per 32-token bucket: 9 and 30 tokens share one, 33
+    compiles anew; 20 frames are 1 eager step and 3 chunks, the last padded; the outputs keep the
+    batch's own tokens and frames. With its dropouts on, they act, and a seed
+    fixes their masks."""
+    from common.timing import one_time_work_count
+    counters = torch._dynamo.utils.counters
+    eager, compiled = (small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0).train() for _ in range(2))
+    tacotron2.use_torch_compile(compiled)
+
+    def loss_and_gradients(model, text_lengths):
+        model.zero_grad()
+        inputs, (mel, gate, *_), _ = batch_to_device(make_batch(text_lengths, [20, 10, 13]), "cpu")
+        torch.manual_seed(3)  # the prenet's, the encoder's and the postnet's dropout masks
+        mel_outputs, postnet_outputs, gate_outputs, alignments = model(inputs)
+        assert alignments.shape == (3, 20, max(text_lengths)) and gate_outputs.shape == (3, 20)
+        loss = F.mse_loss(postnet_outputs, mel) + F.binary_cross_entropy_with_logits(gate_outputs, gate)
+        loss = loss + (alignments * torch.linspace(0, 1, alignments.size(-1))).mean()
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    for text_lengths, new_graphs in (([9, 5, 7], {0, 1}), ([30, 5, 7], {0}), ([33, 5, 7], {1})):
+        graphs_before, work_before = counters["stats"]["unique_graphs"], one_time_work_count()
+        loss, gradients = loss_and_gradients(compiled, text_lengths)
+        # a new graph (none if an earlier test of this process made it) is a step's one-time work
+        assert counters["stats"]["unique_graphs"] - graphs_before in new_graphs
+        assert one_time_work_count() - work_before == counters["stats"]["unique_graphs"] - graphs_before
+        eager_loss, eager_gradients = loss_and_gradients(eager, text_lengths)
+        torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
+        for name, gradient in eager_gradients.items():
+            torch.testing.assert_close(gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
     inputs, _, _ = batch_to_device(make_batch([9, 5, 7], [17, 10, 13]), "cpu")
-    compiled.train()(inputs)[0].sum().backward()
-    assert counters["stats"]["unique_graphs"] == graphs_before
+    outputs = []
+    for dropout in (0.5, 0.5, 0.0):
+        compiled.decoder.p_attention_dropout = compiled.decoder.p_decoder_dropout = dropout
+        torch.manual_seed(4)
+        with torch.no_grad():
+            outputs.append(compiled(inputs)[0])
+    assert torch.equal(outputs[0], outputs[1]) and not torch.allclose(outputs[0], outputs[2])
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2, 0.5, 0.9, 1.0])

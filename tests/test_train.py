@@ -170,7 +170,7 @@ def test_cuda_graphs_flag_falls_back_on_the_cpu_and_is_refused_for_waveglow(tmp_
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
-def test_torch_compile_trains_waveglow_like_eager_and_is_refused_for_tacotron2(tmp_path, capsys):
+def test_torch_compile_trains_waveglow_like_eager(tmp_path):
     filelist = write_noise_clips(tmp_path / "clips", n_clips=4, n_samples=2048)
     common = (tmp_path / "clips", filelist, 1, 2, 2048)
     assert train.main(waveglow_args(tmp_path / "eager", *common)) == 0
@@ -179,8 +179,25 @@ def test_torch_compile_trains_waveglow_like_eager_and_is_refused_for_tacotron2(t
     compiled = values(read_log(tmp_path / "compiled" / "nvlog.json"), "train_iter_loss")
     assert [step for step, _ in compiled] == [step for step, _ in eager]
     assert [loss for _, loss in compiled] == pytest.approx([loss for _, loss in eager], rel=1e-4, abs=1e-5)
-    assert train.main(tacotron2_args(tmp_path / "t2", tiny_filelist(tmp_path, 2), 1, "--torch-compile")) == 2
-    assert "--torch-compile: Tacotron2 has no compiled training path" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_torch_compile_trains_tacotron2_like_eager(tmp_path):
+    """The decoder's own dropouts off (the compiled step draws its masks from inductor's generator);
+    the prenet's, the encoder's and the postnet's stay on and must draw the same masks. The steps that
+    compiled are reported apart from the throughput."""
+    common = (tiny_filelist(tmp_path, 4), 2, "--p-attention-dropout", "0", "--p-decoder-dropout", "0")
+    assert train.main(tacotron2_args(tmp_path / "eager", *common)) == 0
+    assert train.main(tacotron2_args(tmp_path / "compiled", *common, "--torch-compile")) == 0
+    eager_log, compiled_log = read_log(tmp_path / "eager" / "nvlog.json"), read_log(tmp_path / "compiled" / "nvlog.json")
+    eager, compiled = values(eager_log, "train_iter_loss"), values(compiled_log, "train_iter_loss")
+    assert len(eager) == 4 and [step for step, _ in compiled] == [step for step, _ in eager]
+    assert [loss for _, loss in compiled] == pytest.approx([loss for _, loss in eager], rel=1e-4, abs=1e-5)
+    assert values(eager_log, "val_loss")[-1][1] == pytest.approx(values(compiled_log, "val_loss")[-1][1], rel=1e-4)
+    compiles = [r["step"] for r in compiled_log if r["type"] == "LOG" and r["data"].get("train_iter_one_time_work")]
+    assert compiles and (0, 0) in [tuple(step) for step in compiles]  # the first step compiled
+    assert not any(r["data"].get("train_iter_one_time_work") for r in eager_log if r["type"] == "LOG")
 
 
 def test_wn_time_major_trains_waveglow_like_channels_first(tmp_path, monkeypatch):
