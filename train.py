@@ -71,8 +71,8 @@ def build_parser(package=None) -> argparse.ArgumentParser:
                              "(experimental: a capture costs a few steps' time once; speed not yet measured)")
     parser.add_argument("--torch-compile", action="store_true",
                         help="torch.compile (experimental: not yet measured in training; each new shape compiles "
-                             "once): Tacotron 2's decoder step, forward and backward, one graph per 32-token bucket; "
-                             "WaveGlow's gated activations")
+                             "once): Tacotron 2's decoder steps, 8 a graph, forward and backward, one graph per "
+                             "32-token bucket; WaveGlow's gated activations")
     add_bool_flag(parser, "--cudnn-enabled", default=True, help="enable cuDNN")
     add_bool_flag(parser, "--cudnn-benchmark", default=False, help="let cuDNN pick kernels per shape")
     add_bool_flag(parser, "--dynamic-loss-scaling", default=True,

@@ -9,9 +9,10 @@ no-ops excluded, per precision mode of inference.py (FP32; half precision with t
 once, or under autocast). On the CPU an LSTM cell is 8-9 operations where CUDA runs 3 kernels
 (two GEMMs and one fused cell), so absolute numbers differ between devices; differences between
 modes and commits carry over. A second table counts a teacher-forced (training) step, forward and
-backward, in FP32 and under autocast, and what the step compiles to with train.py --torch-compile. On a GPU a third table counts what matters there, the CUDA
-kernels a free-running step launches (torch.profiler), eager and with --torch-compile (the step's
-elementwise chains fused; a CUDA graph replays the same kernels, so graphs do not change the count).
+backward, in FP32 and under autocast, and what the step compiles to with train.py --torch-compile.
+On a GPU a third table counts what matters there, the CUDA kernels a free-running step launches
+(torch.profiler), eager and with --torch-compile (the step's elementwise chains fused; a CUDA graph
+replays the same kernels, so graphs do not change the count).
 """
 from __future__ import annotations
 
@@ -146,6 +147,34 @@ def training_ops_per_step(device: torch.device, dtype: torch.dtype | None, n_tok
     return tuple((count(16, backward) - count(8, backward)) / 8 for backward in (False, True))
 
 
+def training_kernels_per_step(compiled: bool, n_tokens: int, batch: int = 4, device: torch.device | None = None,
+                              dtype: torch.dtype = torch.float16) -> float:
+    """CUDA kernels (and memory copies/sets) a teacher-forced step launches, forward and backward,
+    FP16 autocast (train.py --amp), eager or with --torch-compile: the difference between 1 + 16 and
+    1 + 8 frames, so what does not repeat per step cancels."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    device = device or torch.device("cuda")
+    model = tacotron2.build_model(inference.default_config(tacotron2)).to(device).train()
+    tacotron2.use_torch_compile(model, compiled)
+    memory = torch.randn(batch, n_tokens, 512, device=device, requires_grad=True)
+    lengths = torch.full((batch,), n_tokens, device=device)
+
+    def kernels(n_frames: int) -> int:
+        mels = torch.randn(batch, 80, n_frames, device=device)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            with torch.autocast(device.type, dtype=dtype):
+                outputs = model.decoder.teacher_forcing(memory, mels, lengths)
+            sum(output.float().sum() for output in outputs).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        return len(device_kernels(profiler.events()))
+
+    for n_frames in (1 + 16, 1 + 8):  # warm-up: compilation and lazy initialisation stay out of the count
+        kernels(n_frames)
+    return (kernels(1 + 16) - kernels(1 + 8)) / 8
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="count on the CPU even when a GPU is present")
@@ -188,6 +217,9 @@ def main(argv=None) -> int:
                 except Exception as error:  # a failing compile still leaves the eager count
                     counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
             print(f"| {mode} | " + " | ".join(counts) + " |")
+        print(f"\nCUDA kernels per teacher-forced decoder step, forward and backward, FP16 autocast, batch 4, "
+              f"{args.tokens} tokens: eager {training_kernels_per_step(False, args.tokens):g}, "
+              f"--torch-compile {training_kernels_per_step(True, args.tokens):g}")
     return 0
 
 

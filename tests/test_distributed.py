@@ -21,7 +21,8 @@ import multiproc
 import train
 from common import run_state
 from common.checkpoint import load_checkpoint
-from training_helpers import REPO, env_without_gpu, read_log, values, waveglow_args, write_noise_clips
+from training_helpers import (REPO, env_without_gpu, read_log, tacotron2_args, tiny_filelist, values, waveglow_args,
+                              write_noise_clips)
 
 SEGMENT = 2048
 
@@ -99,6 +100,29 @@ def test_two_processes_match_one_process_on_the_same_global_batch(single_process
     assert items == pytest.approx([4 * SEGMENT] * 4)
     assert sorted(p.name for p in output.glob("checkpoint_*")) == [
         "checkpoint_WaveGlow_0.pt", "checkpoint_WaveGlow_1.pt", "checkpoint_WaveGlow_last.pt"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_tacotron2_compiled_on_two_processes_trains_like_eager(tmp_path):
+    """--torch-compile under DDP: the compiled steps' parameter gradients reach DDP's all-reduce as
+    eager's do (the decoder's dropouts off, whose compiled masks come from another generator)."""
+    common = (tiny_filelist(tmp_path, 4), 1, "--p-attention-dropout", "0", "--p-decoder-dropout", "0")
+    run(tacotron2_args(tmp_path / "eager", *common), nproc=2)
+    run(tacotron2_args(tmp_path / "compiled", *common, "--torch-compile"), nproc=2)
+    eager, compiled = (values(read_log(tmp_path / name / "nvlog.json"), "train_iter_loss")
+                       for name in ("eager", "compiled"))
+    assert len(compiled) == len(eager) == 1
+    assert [loss for _, loss in compiled] == pytest.approx([loss for _, loss in eager], rel=1e-4, abs=1e-5)
+    weights = [load_checkpoint(str(tmp_path / name / "checkpoint_Tacotron2_last.pt"))["state_dict"]
+               for name in ("eager", "compiled")]
+    # a convolution's bias before a batch norm has a gradient of rounding noise only (the norm takes the
+    # mean out), which Adam scales up to a full step: those differ in the noise's sign
+    eager_weights, compiled_weights = ({name: weight for name, weight in state.items()
+                                        if not re.fullmatch(r"(encoder|postnet)\.convolutions\.\d+\.0\.conv\.bias", name)}
+                                       for state in weights)
+    assert len(eager_weights) == len(weights[0]) - 3  # SMALL_TACOTRON2: 1 encoder and 2 postnet convolutions
+    assert_same_weights(eager_weights, compiled_weights)
 
 
 def test_validation_counts_every_utterance_once_on_two_processes(single_process_run, two_process_run):
