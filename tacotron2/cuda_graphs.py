@@ -165,6 +165,9 @@ class _TrainingGraphs:
                   memory_lengths.clone())
         graphed = torch.cuda.make_graphed_callables(TeacherForcing(decoder), sample, pool=self.pool)
         note_one_time_work()  # train.py reports this step's time apart from the throughput
+        # The warm-up ran on a side stream of its own, whose cached blocks no later allocation can take
+        # (and a capture cannot free): let them go, so that what is left is what the capture keeps.
+        torch.cuda.empty_cache()
         grown = torch.cuda.memory_reserved() - reserved_before
         self.bytes_per_cell = max(self.bytes_per_cell, grown / cells)
         # what each bucket costs is the number that decides how many fit (docs/performance.md)

@@ -429,23 +429,30 @@ def test_training_on_shape_buckets_keeps_outputs_and_gradients(compiled):
 
 @pytest.fixture
 def fake_gpu_captures(monkeypatch):
-    """Stand-ins for the CUDA calls of --cuda-graphs training, on the CPU: a capture 'takes' 10 bytes
-    a padded cell and its 'replay' doubles the eager outputs (tells replays from eager runs).
-    -> (gpu state {"free", "reserved"}, the (tokens, frames) of each capture, step(n_frames) ->
+    """Stand-ins for the CUDA calls of --cuda-graphs training, on the CPU: a capture 'keeps' 10 bytes
+    a padded cell, its warm-up leaves 7 more cached that empty_cache releases, and its 'replay'
+    doubles the eager outputs (tells replays from eager runs).
+    -> (gpu state {"free", "reserved", "cached"}, the (tokens, frames) of each capture, step(n_frames) ->
     (graphed outputs, eager outputs) of a batch of 2 x 9 tokens)."""
     from tacotron2 import cuda_graphs
-    gpu = {"reserved": 0, "free": 10**9}
+    gpu = {"reserved": 0, "free": 10**9, "cached": 0}
     captures = []
 
     def fake_capture(module, sample, pool=None):
         memory, mels, _ = sample
         captures.append((memory.shape[1], mels.shape[2]))
-        gpu["reserved"] += 10 * memory.shape[0] * memory.shape[1] * mels.shape[2]
+        cells = memory.shape[0] * memory.shape[1] * mels.shape[2]
+        gpu["reserved"] += 10 * cells + 7 * cells
+        gpu["cached"] += 7 * cells
         return lambda *args: tuple(2 * out for out in module(*args))
+
+    def fake_empty_cache():
+        gpu["reserved"] -= gpu["cached"]
+        gpu["cached"] = 0
 
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", fake_empty_cache)
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda: gpu["reserved"])
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: gpu["reserved"])
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (gpu["free"], 2 * 10**9))
@@ -463,14 +470,15 @@ def fake_gpu_captures(monkeypatch):
 
 def test_training_graphs_capture_buckets_only_while_gpu_memory_allows(fake_gpu_captures, capsys):
     """A bucket is captured while free memory covers 2x what the next one would take at the rate
-    earlier captures took; past that, batches of new shapes that no captured bucket covers run the
-    plain eager loop, unpadded, while the buckets already captured keep replaying; with memory
-    freed, new buckets are captured again."""
+    earlier captures kept (their warm-up's cache let go); past that, batches of new shapes that no
+    captured bucket covers run the plain eager loop, unpadded, while the buckets already captured keep
+    replaying; with memory freed, new buckets are captured again."""
     gpu, captures, step = fake_gpu_captures
 
     graphed, eager = step(30)  # the first bucket (32 tokens, 64 frames) is always tried
     assert captures == [(32, 64)]
     assert "captured batch 2 x 32 tokens x 64 frames, 0.00 GB more reserved" in capsys.readouterr().out
+    assert gpu["reserved"] == 10 * 2 * 32 * 64 and gpu["cached"] == 0
     torch.testing.assert_close(graphed[0], 2 * eager[0])
     assert graphed[0].shape == eager[0].shape == (2, 20, 30) and graphed[2].shape == (2, 30, 9)
     # 10 bytes a cell so far; (32, 128) would take 2 x 32 x 128 x 10 = 81,920 bytes, 163,840 with headroom
