@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Every measurement of the speed targets on one GPU, then their table (scripts/speed_targets.py):
-# the precision check, the inference variants, and training runs of both models in the reference's
-# settings (the 1250-clip subset), the default way and with the speed flags.
+# the precision check, the inference variants, a teacher-forced decoder step timed alone (eager and
+# compiled), and training runs of both models in the reference's settings (the 1250-clip subset),
+# the default way and with the speed flags.
 #
 #   DATASET_PATH=benchmark_data [MAKER=path/to/make_espeak_ljspeech.py] bash scripts/benchmark_targets.sh
 #
 # Environment: DATASET_PATH (the folder holding LJSpeech-1.1: the benchmark set, which the step
 # `data` makes with scripts/make_benchmark_set.sh when it is missing and MAKER (and WHEELS) are set),
 # OUT (output/targets), STEPS (which measurements, in order; default all: data precision inference
-# t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32), EPOCHS
-# (training epochs per run; 10), NUM_ITERS (timed inference iterations per variant; 20),
+# t2-step t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32),
+# EPOCHS (training epochs per run; 10), NUM_ITERS (timed inference iterations per variant; 20),
 # VARIANTS (inference_speed_table.py variants; default its GPU list), PYTHON.
 # A step that fails is reported and the rest still run; the exit status is then 1.
 set -uo pipefail
@@ -20,7 +21,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DATASET_PATH
 DATASET_PATH=$(absolute "${DATASET_PATH:-$REPO_ROOT}")
 OUT=$(absolute "${OUT:-$REPO_ROOT/output/targets}")
-ALL_STEPS="data precision inference t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
+ALL_STEPS="data precision inference t2-step t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
 STEPS=${STEPS:-$ALL_STEPS}
 export EPOCHS=${EPOCHS:-10}
 NUM_ITERS=${NUM_ITERS:-20}
@@ -74,6 +75,7 @@ for step in $STEPS; do
             if [ -n "${VARIANTS:-}" ]; then read -r -a variants <<< "$VARIANTS"; variants=(--variants "${variants[@]}"); fi
             "$PYTHON" scripts/inference_speed_table.py --out-dir "$OUT/inference" --decoder-steps 600 \
                 --num-iters "$NUM_ITERS" ${variants[@]+"${variants[@]}"} ;;
+        t2-step) "$PYTHON" scripts/teacher_forcing_speed.py ;;
         t2-amp) train "$step" Tacotron2 amp 128 "$(t2_files)" ;;
         t2-amp-fast) train "$step" Tacotron2 amp 128 "$(t2_files)" --length-sort-pool 1280 --cuda-graphs ;;
         t2-amp-compiled) train "$step" Tacotron2 amp 128 "$(t2_files)" --torch-compile ;;

@@ -78,6 +78,19 @@ def test_the_compiled_training_step_launches_a_fraction_of_the_eager_operations(
     assert all(library >= 4 for _, library in graphs) and compiled < eager / 3
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_teacher_forcing_speed_times_both_paths_in_every_setting(capsys):
+    module = load_script("teacher_forcing_speed")
+    assert module.main(["--cpu", "--frames", "9", "--tokens", "10", "--repeats", "1"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [row[0] for row in rows] == ["| " + name for name, *_ in module.settings(torch.device("cpu"))]
+    for _, eager, compiled, speed_up in rows:
+        assert float(eager.removesuffix(" us")) > 0 and float(compiled.removesuffix(" us")) > 0
+        assert float(speed_up.removesuffix("x |")) == pytest.approx(
+            float(eager.removesuffix(" us")) / float(compiled.removesuffix(" us")), rel=0.02)
+
+
 def test_wn_conv_layouts_compute_the_same_convolution(capsys):
     module = load_script("wn_conv_layouts")
     generator = torch.Generator().manual_seed(1)

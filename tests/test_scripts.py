@@ -251,12 +251,13 @@ def test_benchmark_script(recorded_python, tmp_path):
 def test_benchmark_targets_script_runs_the_chosen_steps_then_the_table(recorded_python, tmp_path):
     (tmp_path / "data" / "LJSpeech-1.1" / "mels").mkdir(parents=True)
     out = tmp_path / "targets"
-    calls = recorded_python("scripts/benchmark_targets.sh", STEPS="inference t2-amp-fast t2-amp-compiled wg-fp32",
+    calls = recorded_python("scripts/benchmark_targets.sh", STEPS="inference t2-step t2-amp-fast t2-amp-compiled wg-fp32",
                             EPOCHS="3",
                             OUT=str(out), DATASET_PATH=str(tmp_path / "data"), VARIANTS="fp16 fp16-graphs")
     (speed_table,) = [call for call in calls if call[0] == "scripts/inference_speed_table.py"]
     assert speed_table[1:] == ["--out-dir", str(out / "inference"), "--decoder-steps", "600", "--num-iters", "20",
                                "--variants", "fp16", "fp16-graphs"]
+    assert ["scripts/teacher_forcing_speed.py"] in calls
     runs = sorted((train.parse_args(call[1:]) for call in calls if call[0] == "train.py"),
                   key=lambda a: (a.model_name, a.torch_compile))
     assert [(a.model_name, a.batch_size, a.fp16_run, a.epochs) for a in runs] == [
