@@ -23,6 +23,7 @@ from tqdm import tqdm
 import tacotron2
 import waveglow
 from common.audio import save_wav
+from common.compiler import check_compiling_flags
 from common.checkpoint import load_model_checkpoint
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
@@ -337,6 +338,7 @@ def use_speed_options(args: argparse.Namespace, device: torch.device, t2_model=N
     """--cuda-graphs, --torch-compile and --cudnn-benchmark on whichever models are loaded (shared with
     inference_benchmark.py). Call before building the denoiser, which runs the vocoder as it will run."""
     torch.backends.cudnn.benchmark = args.cudnn_benchmark and device.type == "cuda"
+    check_compiling_flags(args, device)
     if t2_model is not None:
         if args.cuda_graphs and device.type != "cuda":
             warn("--cuda-graphs needs a GPU; decoding eagerly on the CPU")

@@ -27,6 +27,7 @@ from common import distributed
 from common.arguments import (add_audio_args, add_bool_flag, audio_config_from_args, check_audio_args,
                               config_file_defaults)
 from common.audio import save_wav
+from common.compiler import check_compiling_flags
 from common.errors import CheckpointError, UserError, run_cli
 from common.logger import Logger
 from common.profiling import StepProfiler
@@ -390,6 +391,7 @@ def build_model(package, config: dict, args, device: torch.device, is_main: bool
             package.use_cuda_graphs(model)
     if args.torch_compile:
         package.use_torch_compile(model)
+    check_compiling_flags(args, device)
     return model
 
 

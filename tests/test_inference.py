@@ -527,3 +527,16 @@ def test_saved_mels_of_a_batch_are_padded_with_the_log_mel_of_silence():
     assert lengths.tolist() == [9, 5] and alignments is None
     assert torch.equal(mel[0], long) and torch.equal(mel[1, :, :5], short)
     torch.testing.assert_close(mel[1, :, 5:], torch.full((80, 4), silence))
+
+
+def test_compiling_without_a_compiler_is_a_one_line_error_before_any_wav(ckpts, tmp_path, capsys, monkeypatch):
+    from torch._inductor import cpp_builder, exc
+
+    def no_cpp_compiler():
+        raise exc.InvalidCxxCompiler
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_cpp_compiler)
+    rc, out = run(ckpts, tmp_path, extra=["--torch-compile"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --torch-compile on the CPU needs a C++ compiler (g++ or clang++, or CXX=path): none found")
+    assert not os.path.exists(out) or not [name for name in os.listdir(out) if name.endswith(".wav")]

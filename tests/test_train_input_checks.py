@@ -29,6 +29,42 @@ def test_bad_counts_are_one_line_errors_before_anything_is_written(tmp_path, cap
     assert not out.exists()
 
 
+def no_cpp_compiler():
+    from torch._inductor import exc
+    raise exc.InvalidCxxCompiler
+
+
+@pytest.mark.parametrize("model", ["Tacotron2", "WaveGlow"])
+def test_compiling_without_a_compiler_is_a_one_line_error_before_anything_is_written(tmp_path, capsys,
+                                                                                    monkeypatch, model):
+    from torch._inductor import cpp_builder
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_cpp_compiler)
+    out = tmp_path / "out"
+    if model == "Tacotron2":
+        argv, flag = tacotron2_args(out, tiny_filelist(tmp_path, 2), 1, "--torch-compile"), "--torch-compile"
+    else:
+        filelist = write_noise_clips(tmp_path / "clips", n_clips=2, n_samples=2048)
+        argv = waveglow_args(out, tmp_path / "clips", filelist, 1, 2, 2048, "--wn-compile-block")
+        flag = "--wn-compile-block"
+    assert train.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {flag} on the CPU needs a C++ compiler (g++ or clang++, or CXX=path): none found")
+    assert not out.exists()
+
+
+def test_compiling_on_a_gpu_needs_a_c_compiler_for_triton(monkeypatch):
+    from common import compiler
+    monkeypatch.setattr(compiler.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(UserError, match=r"^--torch-compile on a GPU needs a C compiler for Triton"):
+        compiler.require_compiler(torch.device("cuda"), "--torch-compile")
+    monkeypatch.setenv("CC", "/opt/cc")
+    compiler.require_compiler(torch.device("cuda"), "--torch-compile")
+    monkeypatch.delenv("CC")
+    monkeypatch.setattr(compiler.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "clang" else None)
+    compiler.require_compiler(torch.device("cuda"), "--torch-compile")
+
+
 def test_output_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "out.txt"
     out.write_text("not a folder\n")
