@@ -217,9 +217,14 @@ def main(argv=None) -> int:
                 except Exception as error:  # a failing compile still leaves the eager count
                     counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
             print(f"| {mode} | " + " | ".join(counts) + " |")
+        counts = []
+        for compiled in (False, True):
+            try:
+                counts.append(f"{training_kernels_per_step(compiled, args.tokens):g}")
+            except Exception as error:  # a failing compile still leaves the eager count
+                counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
         print(f"\nCUDA kernels per teacher-forced decoder step, forward and backward, FP16 autocast, batch 4, "
-              f"{args.tokens} tokens: eager {training_kernels_per_step(False, args.tokens):g}, "
-              f"--torch-compile {training_kernels_per_step(True, args.tokens):g}")
+              f"{args.tokens} tokens: eager {counts[0]}, --torch-compile {counts[1]}")
     return 0
 
 
