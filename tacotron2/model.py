@@ -29,8 +29,8 @@ GATE_CHECK_INTERVAL = 8
 # padding, so no output changes
 TOKEN_BUCKET = 32
 # Teacher-forced steps per compiled graph (train.py --torch-compile): each call of a compiled graph
-# costs the host guards and wrappers, so a chunk of steps pays them once (host time per step on the
-# CPU, forward and backward: 257 us a step one at a time, 139 us in chunks of 8; eager 360 us)
+# costs the host guards and wrappers, so a chunk of steps pays them once (on the CPU, forward and
+# backward, 8 steps a graph took ~1.5x less host time a step than one, docs/performance.md)
 COMPILED_STEPS = 8
 
 
@@ -206,11 +206,42 @@ class MergedLSTMCell(NamedTuple):
         bias = cell.bias_ih.float() + cell.bias_hh.float()  # summed before rounding to a half precision
         return cls(torch.cat((cell.weight_ih, cell.weight_hh), 1).to(dtype), bias.to(dtype))
 
+    @classmethod
+    def trained(cls, cell: nn.LSTMCell) -> "MergedLSTMCell":
+        """:meth:`of` in the parameters' dtype, differentiable (compiled teacher forcing)."""
+        return cls(torch.cat((cell.weight_ih, cell.weight_hh), 1), cell.bias_ih + cell.bias_hh)
+
     def __call__(self, inputs: tuple[Tensor, ...], hidden: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
-        gates = F.linear(torch.cat((*inputs, hidden), -1), self.weight, self.bias)
-        in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, -1)  # nn.LSTMCell's order
-        cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
-        return torch.sigmoid(out_gate) * torch.tanh(cell), cell
+        return lstm_update(F.linear(torch.cat((*inputs, hidden), -1), self.weight, self.bias), cell)
+
+
+class InputGatesLSTMCell(NamedTuple):
+    """An nn.LSTMCell given its first input's share of the gates, W_ih's columns of that input times it
+    plus both biases, made beforehand (teacher forcing: the prenet frames are known before the loop,
+    so one GEMM outside it makes that share for every step); the rest, [W_ih's other columns | W_hh]
+    on [other inputs; h], is one GEMM a step."""
+    weight: Tensor  # [4 H, other inputs + H]
+
+    @classmethod
+    def trained(cls, cell: nn.LSTMCell, n_given: int) -> "InputGatesLSTMCell":
+        """The cell whose first ``n_given`` input features come as gates (:meth:`input_gates`)."""
+        return cls(torch.cat((cell.weight_ih[:, n_given:], cell.weight_hh), 1))
+
+    @staticmethod
+    def input_gates(cell: nn.LSTMCell, first_input: Tensor) -> Tensor:
+        """The gates' share of ``first_input`` [..., n_given] (all steps at once), biases included."""
+        return F.linear(first_input, cell.weight_ih[:, :first_input.size(-1)], cell.bias_ih + cell.bias_hh)
+
+    def __call__(self, inputs: tuple[Tensor, ...], hidden: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+        """``inputs[0]`` is the first input's gates (:meth:`input_gates`), the others inputs."""
+        return lstm_update(inputs[0] + F.linear(torch.cat((*inputs[1:], hidden), -1), self.weight), cell)
+
+
+def lstm_update(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """An LSTM cell's step from its gates [B, 4 H] (nn.LSTMCell's order: in, forget, cell, out) -> (h, c)."""
+    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, -1)
+    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
+    return torch.sigmoid(out_gate) * torch.tanh(cell), cell
 
 
 class FreeRunBuffers(NamedTuple):
@@ -317,9 +348,10 @@ class Decoder(nn.Module):
                             memory.new_zeros(batch, memory.size(2)))
 
     def step(self, prenet_frame: Tensor, state: DecoderState, memory: Tensor, processed_memory: Tensor,
-             location_weight: Tensor, pad_mask: Tensor,
-             cells: tuple[MergedLSTMCell, MergedLSTMCell] | None = None) -> DecoderState:
-        """One decoder step; the mel/gate projections are left to the caller."""
+             location_weight: Tensor, pad_mask: Tensor, cells: tuple | None = None) -> DecoderState:
+        """One decoder step; the mel/gate projections are left to the caller. ``cells``: the LSTM cells
+        as single GEMMs (MergedLSTMCell), the attention cell's maybe an InputGatesLSTMCell, which takes
+        for ``prenet_frame`` the gates made of it."""
         attention_cell, decoder_cell = cells or (None, None)
         att_h, att_c = run_cell(self.attention_rnn, attention_cell, (prenet_frame, state.attention_context),
                                 state.attention_hidden, state.attention_cell)
@@ -370,11 +402,16 @@ class Decoder(nn.Module):
             # runs eagerly. The rest go in whole chunks; the decoder is causal, so the padded steps at
             # the end change no earlier output, and they are cut off.
             state, *first = self.teacher_forced_steps(prenet_frames[:1], state, *inputs)
-            rest = F.pad(prenet_frames[1:], (0, 0, 0, 0, 0, -(n_frames - 1) % COMPILED_STEPS))
+            # Each LSTM cell is one GEMM a step; the attention cell's share of the prenet frames is one
+            # GEMM for all steps, here (the steps take its gates for their frames).
+            gates = InputGatesLSTMCell.input_gates(self.attention_rnn, prenet_frames[1:])
+            cells = (InputGatesLSTMCell.trained(self.attention_rnn, prenet_frames.size(-1)),
+                     MergedLSTMCell.trained(self.decoder_rnn))
+            gates = F.pad(gates, (0, 0, 0, 0, 0, -(n_frames - 1) % COMPILED_STEPS))
             steps = functools.partial(compiled(type(self).teacher_forced_steps, dynamic=False), self)
             chunks = [first]
-            for start in range(0, rest.size(0), COMPILED_STEPS):
-                state, *chunk = steps(rest[start:start + COMPILED_STEPS], state, *inputs)
+            for start in range(0, gates.size(0), COMPILED_STEPS):
+                state, *chunk = steps(gates[start:start + COMPILED_STEPS], state, *inputs, cells)
                 chunks.append(chunk)
             projection_input = torch.cat([projection for projection, _ in chunks])[:n_frames]
             alignments = torch.cat([alignment for _, alignment in chunks], dim=1)[:, :n_frames, :n_tokens]
@@ -385,14 +422,14 @@ class Decoder(nn.Module):
         return mel_outputs, gate_outputs, alignments
 
     def teacher_forced_steps(self, prenet_frames: Tensor, state: DecoderState, memory: Tensor,
-                             processed_memory: Tensor, location_weight: Tensor,
-                             pad_mask: Tensor) -> tuple[DecoderState, Tensor, Tensor]:
-        """One step per teacher-forced frame of prenet_frames [n, B, prenet_dim] from ``state`` -> (the
-        last state, the projections' input [n, B, H + E]: each step's decoder output and context,
-        alignments [B, n, N])."""
+                             processed_memory: Tensor, location_weight: Tensor, pad_mask: Tensor,
+                             cells: tuple | None = None) -> tuple[DecoderState, Tensor, Tensor]:
+        """One step per teacher-forced frame of prenet_frames [n, B, prenet_dim] (or, with ``cells``, of
+        their attention-cell gates: :meth:`step`) from ``state`` -> (the last state, the projections'
+        input [n, B, H + E]: each step's decoder output and context, alignments [B, n, N])."""
         hiddens, contexts, alignments = [], [], []
         for prenet_frame in prenet_frames:
-            state = self.step(prenet_frame, state, memory, processed_memory, location_weight, pad_mask)
+            state = self.step(prenet_frame, state, memory, processed_memory, location_weight, pad_mask, cells)
             hiddens.append(state.decoder_hidden)
             contexts.append(state.attention_context)
             alignments.append(state.attention_weights)

@@ -552,6 +552,30 @@ def test_merged_lstm_cell_is_the_lstm_cell():
     assert half.weight.dtype == half.bias.dtype == torch.bfloat16
 
 
+def test_lstm_cells_of_the_compiled_teacher_forcing_are_the_lstm_cell_with_its_gradients():
+    """MergedLSTMCell.trained, and InputGatesLSTMCell given the gates of the first input made
+    beforehand (for all steps at once): nn.LSTMCell's outputs and its parameters' gradients."""
+    from tacotron2.model import InputGatesLSTMCell, MergedLSTMCell
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(12, 16)
+    first, other = torch.randn(4, 3, 5), torch.randn(4, 3, 7)  # [steps, B, features]
+    hidden, cell_state = torch.randn(3, 16), torch.randn(3, 16)
+
+    def run(step):
+        cell.zero_grad()
+        outputs = [step(t) for t in range(4)]
+        sum((h * h.detach().sign()).sum() + c.sum() for h, c in outputs).backward()
+        return [t.detach() for pair in outputs for t in pair], [p.grad.clone() for p in cell.parameters()]
+
+    expected = run(lambda t: cell(torch.cat((first[t], other[t]), -1), (hidden, cell_state)))
+    merged = run(lambda t: MergedLSTMCell.trained(cell)((first[t], other[t]), hidden, cell_state))
+    gates = InputGatesLSTMCell.input_gates(cell, first)  # one GEMM for the 4 steps
+    given = run(lambda t: InputGatesLSTMCell.trained(cell, 5)((gates[t], other[t]), hidden, cell_state))
+    for got in (merged, given):
+        for value, want in zip(got[0] + got[1], expected[0] + expected[1], strict=True):
+            torch.testing.assert_close(value, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_free_running_gives_the_eager_outputs_without_recompiling():
