@@ -175,6 +175,17 @@ def training_kernels_per_step(compiled: bool, n_tokens: int, batch: int = 4, dev
     return (kernels(1 + 16) - kernels(1 + 8)) / 8
 
 
+def eager_and_compiled(count) -> list[str]:
+    """``count(compiled)`` for False and True, as table cells; a failing compile still leaves the eager count."""
+    cells = []
+    for compiled in (False, True):
+        try:
+            cells.append(f"{count(compiled):g}")
+        except Exception as error:
+            cells.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+    return cells
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="count on the CPU even when a GPU is present")
@@ -210,19 +221,9 @@ def main(argv=None) -> int:
         print(f"\nCUDA kernels per free-running decoder step (torch.profiler), batch 1, {args.tokens} tokens")
         print("| precision | eager | --torch-compile |\n|---|---:|---:|")
         for mode, dtype in (("fp32", None), ("fp16 weights", torch.float16), ("bf16 weights", torch.bfloat16)):
-            counts = []
-            for compiled in (False, True):
-                try:
-                    counts.append(f"{kernels_per_step(dtype, compiled, args.steps, args.tokens):g}")
-                except Exception as error:  # a failing compile still leaves the eager count
-                    counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+            counts = eager_and_compiled(lambda compiled: kernels_per_step(dtype, compiled, args.steps, args.tokens))
             print(f"| {mode} | " + " | ".join(counts) + " |")
-        counts = []
-        for compiled in (False, True):
-            try:
-                counts.append(f"{training_kernels_per_step(compiled, args.tokens):g}")
-            except Exception as error:  # a failing compile still leaves the eager count
-                counts.append(f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}")
+        counts = eager_and_compiled(lambda compiled: training_kernels_per_step(compiled, args.tokens))
         print(f"\nCUDA kernels per teacher-forced decoder step, forward and backward, FP16 autocast, batch 4, "
               f"{args.tokens} tokens: eager {counts[0]}, --torch-compile {counts[1]}")
     return 0

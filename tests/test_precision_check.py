@@ -56,6 +56,16 @@ def test_decoder_step_ops_counts_the_casts_of_half_precision():
     assert forward == int(forward) >= 20 and both > 2 * forward  # whole ops per step; the backward is larger
 
 
+def test_a_failing_compile_still_leaves_the_eager_count():
+    module = load_script("decoder_step_ops")
+
+    def count(compiled):
+        if compiled:
+            raise RuntimeError("inductor failed\nand said more")
+        return 12.5
+    assert module.eager_and_compiled(count) == ["12.5", "failed: RuntimeError: inductor failed"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_the_compiled_step_makes_one_gemm_of_each_lstm_cell():
