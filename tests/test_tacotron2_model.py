@@ -611,8 +611,7 @@ def test_compiled_teacher_forcing_gives_the_eager_outputs_and_gradients_per_toke
     and backward, give the eager outputs and gradients (the decoder's dropouts off: compiled, they
     draw from inductor's generator), one graph per 32-token bucket: 9 and 30 tokens share one, 33
     compiles anew; 20 frames are 1 eager step and 3 chunks, the last padded; the outputs keep the
-    batch's own tokens and frames. With its dropouts on, they act, and a seed
-    fixes their masks."""
+    batch's own tokens and frames. With its dropouts on, they act, and a seed fixes their masks."""
     from common.timing import one_time_work_count
     counters = torch._dynamo.utils.counters
     eager, compiled = (small_model(p_attention_dropout=0.0, p_decoder_dropout=0.0).train() for _ in range(2))
