@@ -9,8 +9,9 @@
 # Environment: DATASET_PATH (the folder holding LJSpeech-1.1: the benchmark set, which the step
 # `data` makes with scripts/make_benchmark_set.sh when it is missing and MAKER (and WHEELS) are set),
 # OUT (output/targets), STEPS (which measurements, in order; default all: data precision inference
-# t2-step t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32),
-# EPOCHS (training epochs per run; 10), NUM_ITERS (timed inference iterations per variant; 20),
+# t2-step t2-amp t2-amp-fast t2-amp-compiled t2-amp-compiled-graphs t2-fp32 wg-amp wg-amp-compiled
+# wg-amp-block wg-fp32), EPOCHS (training epochs per run; 10), NUM_ITERS (timed inference
+# iterations per variant; 20),
 # VARIANTS (inference_speed_table.py variants; default its GPU list), PYTHON.
 # A step that fails is reported and the rest still run; the exit status is then 1.
 set -uo pipefail
@@ -21,7 +22,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DATASET_PATH
 DATASET_PATH=$(absolute "${DATASET_PATH:-$REPO_ROOT}")
 OUT=$(absolute "${OUT:-$REPO_ROOT/output/targets}")
-ALL_STEPS="data precision inference t2-step t2-amp t2-amp-fast t2-amp-compiled t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
+ALL_STEPS="data precision inference t2-step t2-amp t2-amp-fast t2-amp-compiled t2-amp-compiled-graphs t2-fp32 wg-amp wg-amp-compiled wg-amp-block wg-fp32"
 STEPS=${STEPS:-$ALL_STEPS}
 export EPOCHS=${EPOCHS:-10}
 NUM_ITERS=${NUM_ITERS:-20}
@@ -79,6 +80,8 @@ for step in $STEPS; do
         t2-amp) train "$step" Tacotron2 amp 128 "$(t2_files)" ;;
         t2-amp-fast) train "$step" Tacotron2 amp 128 "$(t2_files)" --length-sort-pool 1280 --cuda-graphs ;;
         t2-amp-compiled) train "$step" Tacotron2 amp 128 "$(t2_files)" --torch-compile ;;
+        t2-amp-compiled-graphs) train "$step" Tacotron2 amp 128 "$(t2_files)" --torch-compile --cuda-graphs \
+            --length-sort-pool 1280 ;;
         t2-fp32) train "$step" Tacotron2 fp32 128 "$(t2_files)" ;;
         wg-amp) train "$step" WaveGlow amp 10 "$wg_files" ;;
         wg-amp-compiled) train "$step" WaveGlow amp 10 "$wg_files" --torch-compile ;;

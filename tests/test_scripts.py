@@ -251,7 +251,8 @@ def test_benchmark_script(recorded_python, tmp_path):
 def test_benchmark_targets_script_runs_the_chosen_steps_then_the_table(recorded_python, tmp_path):
     (tmp_path / "data" / "LJSpeech-1.1" / "mels").mkdir(parents=True)
     out = tmp_path / "targets"
-    calls = recorded_python("scripts/benchmark_targets.sh", STEPS="inference t2-step t2-amp-fast t2-amp-compiled wg-fp32",
+    calls = recorded_python("scripts/benchmark_targets.sh",
+                            STEPS="inference t2-step t2-amp-fast t2-amp-compiled t2-amp-compiled-graphs wg-fp32",
                             EPOCHS="3",
                             OUT=str(out), DATASET_PATH=str(tmp_path / "data"), VARIANTS="fp16 fp16-graphs")
     (speed_table,) = [call for call in calls if call[0] == "scripts/inference_speed_table.py"]
@@ -259,13 +260,14 @@ def test_benchmark_targets_script_runs_the_chosen_steps_then_the_table(recorded_
                                "--variants", "fp16", "fp16-graphs"]
     assert ["scripts/teacher_forcing_speed.py"] in calls
     runs = sorted((train.parse_args(call[1:]) for call in calls if call[0] == "train.py"),
-                  key=lambda a: (a.model_name, a.torch_compile))
+                  key=lambda a: (a.model_name, a.torch_compile, a.cuda_graphs))
     assert [(a.model_name, a.batch_size, a.fp16_run, a.epochs) for a in runs] == [
-        ("Tacotron2", 128, True, 3), ("Tacotron2", 128, True, 3), ("WaveGlow", 4, False, 3)]
-    tacotron2, compiled, waveglow = runs  # by model, then compiled last
+        ("Tacotron2", 128, True, 3)] * 3 + [("WaveGlow", 4, False, 3)]
+    tacotron2, compiled, both, waveglow = runs  # by model, then compiled, then graphs
     assert tacotron2.cuda_graphs and tacotron2.length_sort_pool == 1280 and tacotron2.load_mel_from_disk
     assert compiled.torch_compile and not compiled.cuda_graphs and not tacotron2.torch_compile
     assert compiled.output == str(out / "train" / "t2-amp-compiled" / "Tacotron2_amp_1gpu_bs128")
+    assert both.torch_compile and both.cuda_graphs and both.length_sort_pool == 1280
     assert tacotron2.training_files == "filelists/ljs_mel_text_train_subset_1250_filelist.txt"
     assert tacotron2.output == str(out / "train" / "t2-amp-fast" / "Tacotron2_amp_1gpu_bs128")
     assert not waveglow.cuda_graphs and waveglow.output == str(out / "train" / "wg-fp32" / "WaveGlow_fp32_1gpu_bs4")
