@@ -11,7 +11,8 @@ gets a row saying so and the rest still run (exit status 1 then). Default varian
 alone, with --cuda-graphs --torch-compile (the fastest measured), and that with
 --gate-check-interval 16, --wn-compile-block, --wn-time-major or both, or --cudnn-benchmark, and in
 bf16 with --wn-time-major (WaveGlow's convolutions as GEMMs: cuDNN's bf16 convolutions ran at half
-FP16's speed on an H200); on the CPU FP32 and both bf16 ways. Every variant of VARIANTS can be named with --variants.
+FP16's speed on an H200); on the CPU FP32 and both bf16 ways. Every variant of VARIANTS can be named
+with --variants.
 """
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from contextlib import nullcontext
 
 import torch
@@ -24,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import inference  # noqa: E402
 import tacotron2  # noqa: E402
-from common.timing import device_name  # noqa: E402
+from common.timing import DeviceTimer, device_name  # noqa: E402
 
 NARROW = dict(symbols_embedding_dim=32, encoder_embedding_dim=32, attention_rnn_dim=32, decoder_rnn_dim=32,
               attention_dim=16, prenet_dim=16, attention_location_n_filters=8)
@@ -52,15 +51,11 @@ def seconds_per_step(device: torch.device, overrides: dict, batch: int, dtype: t
     context = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     times = []
     for _ in range(repeats + 1):  # the first compiles and warms up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with context:
-            outputs = decoder.teacher_forcing(memory, mels, lengths)
-        sum(output.float().sum() for output in outputs).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        with DeviceTimer(device) as timer:
+            with context:
+                outputs = decoder.teacher_forcing(memory, mels, lengths)
+            sum(output.float().sum() for output in outputs).backward()
+        times.append(timer.elapsed)
     return min(times[1:]) / n_frames
 
 

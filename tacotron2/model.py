@@ -204,7 +204,7 @@ class MergedLSTMCell(NamedTuple):
     @classmethod
     def of(cls, cell: nn.LSTMCell, dtype: torch.dtype) -> "MergedLSTMCell":
         bias = cell.bias_ih.float() + cell.bias_hh.float()  # summed before rounding to a half precision
-        return cls(torch.cat((cell.weight_ih, cell.weight_hh), 1).to(dtype), bias.to(dtype))
+        return cls(cls.trained(cell).weight.to(dtype), bias.to(dtype))
 
     @classmethod
     def trained(cls, cell: nn.LSTMCell) -> "MergedLSTMCell":
@@ -385,41 +385,45 @@ class Decoder(nn.Module):
         """:meth:`forward` without CUDA graphs. With ``torch_compile`` on and gradients enabled (training),
         chunks of COMPILED_STEPS steps through torch.compile (:func:`compiled`), the tokens padded to a
         multiple of TOKEN_BUCKET and the steps to a multiple of the chunk."""
-        n_tokens, n_frames, n_graphs = memory.size(1), mels.size(2), compiled_graph_count()
         compile_steps = self.torch_compile and torch.is_grad_enabled()
+        n_tokens = memory.size(1)
         if compile_steps:
             memory = pad_tokens(memory)
         pad_mask, processed_memory, location_weight = self._prepare(memory, memory_lengths)
         go_frame = mels.new_zeros(mels.size(0), mels.size(1), 1)
         previous_frames = torch.cat((go_frame, mels[:, :, :-1]), dim=2).permute(2, 0, 1)  # [T, B, 80]
         prenet_frames = self.prenet(previous_frames)
-        state = self.initial_state(memory)
-        inputs = (memory, processed_memory, location_weight, pad_mask)
-        if not compile_steps:
-            _, projection_input, alignments = self.teacher_forced_steps(prenet_frames, state, *inputs)
-        else:
-            # The first step's state holds no gradient, which compiled would be a graph of its own: it
-            # runs eagerly. The rest go in whole chunks; the decoder is causal, so the padded steps at
-            # the end change no earlier output, and they are cut off.
-            state, *first = self.teacher_forced_steps(prenet_frames[:1], state, *inputs)
-            # Each LSTM cell is one GEMM a step; the attention cell's share of the prenet frames is one
-            # GEMM for all steps, here (the steps take its gates for their frames).
-            gates = InputGatesLSTMCell.input_gates(self.attention_rnn, prenet_frames[1:])
-            cells = (InputGatesLSTMCell.trained(self.attention_rnn, prenet_frames.size(-1)),
-                     MergedLSTMCell.trained(self.decoder_rnn))
-            gates = F.pad(gates, (0, 0, 0, 0, 0, -(n_frames - 1) % COMPILED_STEPS))
-            steps = functools.partial(compiled(type(self).teacher_forced_steps, dynamic=False), self)
-            chunks = [first]
-            for start in range(0, gates.size(0), COMPILED_STEPS):
-                state, *chunk = steps(gates[start:start + COMPILED_STEPS], state, *inputs, cells)
-                chunks.append(chunk)
-            projection_input = torch.cat([projection for projection, _ in chunks])[:n_frames]
-            alignments = torch.cat([alignment for _, alignment in chunks], dim=1)[:, :n_frames, :n_tokens]
-            if compiled_graph_count() > n_graphs:
-                note_one_time_work()  # a compile: train.py reports this step's time apart from the throughput
+        inputs = (self.initial_state(memory), memory, processed_memory, location_weight, pad_mask)
+        run = self.compiled_teacher_forced_steps if compile_steps else self.teacher_forced_steps
+        _, projection_input, alignments = run(prenet_frames, *inputs)
+        alignments = alignments[:, :, :n_tokens]
         mel_outputs = self.linear_projection(projection_input).permute(1, 2, 0)
         gate_outputs = self.gate_layer(projection_input).squeeze(-1).transpose(0, 1)
         return mel_outputs, gate_outputs, alignments
+
+    def compiled_teacher_forced_steps(self, prenet_frames: Tensor, state: DecoderState,
+                                      *inputs: Tensor) -> tuple[DecoderState, Tensor, Tensor]:
+        """:meth:`teacher_forced_steps`, chunks of COMPILED_STEPS through torch.compile (the tokens of
+        ``inputs`` padded to TOKEN_BUCKET). The first step's state holds no gradient, which compiled would
+        be a graph of its own: it runs eagerly. The rest go in whole chunks; the decoder is causal, so
+        the padded steps at the end change no earlier output, and they are cut off. Each LSTM cell is
+        one GEMM a step; the attention cell's share of the prenet frames is one GEMM for all steps, here
+        (the steps take its gates for their frames)."""
+        n_frames, n_graphs = prenet_frames.size(0), compiled_graph_count()
+        state, *first = self.teacher_forced_steps(prenet_frames[:1], state, *inputs)
+        gates = InputGatesLSTMCell.input_gates(self.attention_rnn, prenet_frames[1:])
+        gates = F.pad(gates, (0, 0, 0, 0, 0, -(n_frames - 1) % COMPILED_STEPS))
+        cells = (InputGatesLSTMCell.trained(self.attention_rnn, prenet_frames.size(-1)),
+                 MergedLSTMCell.trained(self.decoder_rnn))
+        steps = functools.partial(compiled(type(self).teacher_forced_steps, dynamic=False), self)
+        chunks = [first]
+        for start in range(0, gates.size(0), COMPILED_STEPS):
+            state, *chunk = steps(gates[start:start + COMPILED_STEPS], state, *inputs, cells)
+            chunks.append(chunk)
+        if compiled_graph_count() > n_graphs:
+            note_one_time_work()  # a compile: train.py reports this step's time apart from the throughput
+        projection_input = torch.cat([projection for projection, _ in chunks])[:n_frames]
+        return state, projection_input, torch.cat([alignment for _, alignment in chunks], dim=1)[:, :n_frames]
 
     def teacher_forced_steps(self, prenet_frames: Tensor, state: DecoderState, memory: Tensor,
                              processed_memory: Tensor, location_weight: Tensor, pad_mask: Tensor,
